@@ -1,0 +1,5 @@
+"""Allows ``python -m selfbake``."""
+
+from selfbake.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Typed command configs: YAML file, then CLI flags, then key=value overrides.
+
+Every command's settings are a pydantic model with ``extra="forbid"``, so a
+typo is an error that names the key and suggests the closest valid one, never a
+silently ignored setting. The resolved config is what a run directory records.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from selfbake.errors import UserError
+
+
+class Config(BaseModel):
+    """Base for command configs: unknown keys rejected, values validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def closest_key(key: str, valid: list[str]) -> str | None:
+    matches = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def check_keys(cls: type[Config], values: dict[str, Any], source: str) -> None:
+    valid = sorted(cls.model_fields)
+    for key in values:
+        if key not in cls.model_fields:
+            hint = closest_key(key, valid)
+            suggestion = f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(valid)}"
+            raise UserError(f"unknown config key '{key}' in {source}{suggestion}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"malformed YAML in {path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of key: value, not {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML, so 3 is an int and [a, b] a list."""
+    if "=" not in text:
+        raise UserError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if not key:
+        raise UserError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "missing":
+            parts.append(f"missing required setting '{loc}'")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"unknown config key '{loc}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {json.dumps(err.get('input'), default=str)})")
+    return "invalid config: " + "; ".join(parts)
+
+
+def resolve(
+    cls: type[Config],
+    *,
+    config_file: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Merge YAML < explicit flags < key=value overrides into a validated config."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        from_file = read_yaml(config_file)
+        check_keys(cls, from_file, str(config_file))
+        values.update(from_file)
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    parsed = dict(parse_override(o) for o in overrides or [])
+    check_keys(cls, parsed, "overrides")
+    values.update(parsed)
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc)) from None
+
+
+def to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,174 @@
+"""Batched sampling with transformers' ``generate``: KV cache, left padding, stop strings.
+
+Why not transformers' own ``stop_strings``: its matcher also looks at the
+prompt's tail, so a prompt ending in part of a stop string can stop a sample
+before it starts. ``StopOnStrings`` only reads the tokens a row generated, and
+records the step at which each row stopped, which gives exact finish reasons
+even when pad and eos are the same token.
+
+Log-probs are computed by one teacher-forced pass over the finished sequences
+(``sequence_logprobs``): exact under the raw distribution and without keeping
+[steps, vocab] tensors. Raw logits come from ``output_logits`` (unprocessed, unlike
+``output_scores``) and are kept only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+from selfbake.generation.backend import Backend
+from selfbake.generation.params import Sample, SamplingParams
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stop a row once its generated text contains any stop string; remember when."""
+
+    def __init__(self, tokenizer, stops: list[str], prompt_len: int, batch: int, device):
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        # A character may span up to 4 byte-level tokens; +2 covers merges at the edges.
+        self.window = 4 * max(len(s) for s in self.stops) + 2
+        self.prompt_len = prompt_len
+        self.fired_at = torch.full((batch,), -1, dtype=torch.long)
+        self.device = device
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.prompt_len :]
+        steps = new.shape[1]
+        tails = self.tokenizer.batch_decode(new[:, -self.window :].tolist(), skip_special_tokens=False)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        for row, tail in enumerate(tails):
+            if self.fired_at[row] >= 0:
+                done[row] = True
+            elif any(s in tail for s in self.stops):
+                self.fired_at[row] = steps
+                done[row] = True
+        return done.to(input_ids.device)
+
+
+@torch.no_grad()
+def sequence_logprobs(model, sequences: torch.Tensor, attention_mask: torch.Tensor, n_new: int) -> torch.Tensor:
+    """Log-prob of each of the last ``n_new`` tokens under the raw model distribution, [B, n_new]."""
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=sequences,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=n_new + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float()
+    targets = sequences[:, -n_new:]
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+class TransformersBackend(Backend):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        batch_size: int = 32,
+        use_cache: bool = True,
+        on_batch: Callable[[int], None] | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.use_cache = use_cache
+        self.on_batch = on_batch
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generation_config(self, params: SamplingParams) -> GenerationConfig:
+        sampling = {}
+        if not params.greedy:
+            sampling = dict(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        return GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=not params.greedy,
+            repetition_penalty=params.repetition_penalty,
+            eos_token_id=sorted(self.eos_ids | set(params.stop_token_ids)) or None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+            use_cache=self.use_cache,
+            output_logits=params.return_logits,
+            return_dict_in_generate=True,
+            **sampling,
+        )
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Sample]:
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        expanded = [(i, p) for i, p in enumerate(prompts) for _ in range(params.n)]
+        samples: list[Sample] = []
+        for start in range(0, len(expanded), self.batch_size):
+            chunk = expanded[start : start + self.batch_size]
+            samples.extend(self._generate_batch([i for i, _ in chunk], [p for _, p in chunk], params))
+            if self.on_batch:
+                self.on_batch(len(chunk))
+        return samples
+
+    @torch.no_grad()
+    def _generate_batch(self, indices: list[int], texts: list[str], params: SamplingParams) -> list[Sample]:
+        enc = self.tokenizer(
+            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(self.device)
+        prompt_len = enc.input_ids.shape[1]
+        criteria = StoppingCriteriaList()
+        stopper = None
+        if any(params.stop):
+            stopper = StopOnStrings(self.tokenizer, params.stop, prompt_len, len(texts), self.device)
+            criteria.append(stopper)
+        out = self.model.generate(
+            **enc,
+            generation_config=self.generation_config(params),
+            stopping_criteria=criteria,
+        )
+        new = out.sequences[:, prompt_len:]
+        logprobs = None
+        if params.logprobs and new.shape[1] > 0:
+            mask = torch.cat([enc.attention_mask, torch.ones_like(new)], dim=1)
+            logprobs = sequence_logprobs(self.model, out.sequences, mask, new.shape[1]).cpu()
+        logits = torch.stack(out.logits, dim=1).float().cpu() if params.return_logits else None
+        ending_ids = self.eos_ids | set(params.stop_token_ids)
+        new_cpu = new.cpu().tolist()
+        samples = []
+        for row, ids in enumerate(new_cpu):
+            length, reason = len(ids), "length"
+            for pos, tok in enumerate(ids):
+                if tok in ending_ids:
+                    length, reason = pos + 1, ("eos" if tok in self.eos_ids else "stop")
+                    break
+            if stopper is not None and 0 <= stopper.fired_at[row] < length:
+                length, reason = int(stopper.fired_at[row]), "stop"
+            ids = ids[:length]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            matched = None
+            if reason == "stop" and stopper is not None and int(stopper.fired_at[row]) == length:
+                cut, matched = min((text.find(s), s) for s in params.stop if s and s in text)
+                text = text[:cut]
+            samples.append(
+                Sample(
+                    prompt_index=indices[row],
+                    text=text,
+                    token_ids=ids,
+                    finish_reason=reason,
+                    stop=matched,
+                    prompt_tokens=int(enc.attention_mask[row].sum()),
+                    logprobs=logprobs[row, :length].tolist() if logprobs is not None else None,
+                    logits=logits[row, :length] if logits is not None else None,
+                )
+            )
+        return samples

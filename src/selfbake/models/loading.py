@@ -1,0 +1,114 @@
+"""Load and save any Hugging Face causal LM, with clear errors for bad specs.
+
+A spec is one of: ``random:<arch>-<size>`` (a tiny random model built here,
+for tests), a local model directory, or a hub id (``org/name``). Local paths
+are recognised before the hub is tried, so a typo in a path says "no such
+directory" instead of a hub error. Device "auto" picks cuda, then mps, then cpu;
+dtype "auto" picks bfloat16 on a GPU that supports it and float32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from selfbake.errors import UserError
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' requested but CUDA is not available on this machine")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"device '{device}' requested but MPS is not available on this machine")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device '{device}' (choose auto, cpu, cuda, cuda:N or mps)")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None = None) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype '{dtype}' (choose auto, {', '.join(DTYPES)})")
+    return DTYPES[dtype]
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
+
+
+def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", seed: int = 0):
+    """Return ``(model, tokenizer)`` in eval mode on the chosen device."""
+    if not spec or not spec.strip():
+        raise UserError("no model given: pass --model (a directory, a hub id or random:llama-tiny)")
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if spec.startswith("random:"):
+        from selfbake.models.tiny import build_random
+
+        name = spec.removeprefix("random:")
+        arch, _, size = name.partition("-")
+        try:
+            model, tokenizer = build_random(arch, size or "tiny", seed=seed)
+        except ValueError as exc:
+            raise UserError(f"bad model spec '{spec}': {exc}") from None
+        return model.to(device=dev, dtype=torch_dtype), tokenizer
+
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"model path {spec} is a file; expected a Hugging Face model directory")
+        if not (path / "config.json").exists():
+            raise UserError(f"{spec} is not a Hugging Face model directory (no config.json)")
+        source = str(path)
+    elif _looks_like_path(spec):
+        raise UserError(f"model directory not found: {spec}")
+    else:
+        source = spec
+    return _from_pretrained(source, spec, torch_dtype, dev)
+
+
+def _from_pretrained(source: str, spec: str, torch_dtype: torch.dtype, dev: torch.device):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "local directory" if Path(source).exists() else "hub id (is the hub reachable?)"
+        raise UserError(f"cannot load model '{spec}' as a {where}: {first}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(dev).eval(), tokenizer
+
+
+def save(model, tokenizer, out: str | Path) -> Path:
+    """Save an ordinary HF directory (safetensors) that ``load`` and AutoModel read back."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
