@@ -43,6 +43,7 @@ class ParsedCall:
     argument: str
     error: str | None = None
     prefix: str = ""  # assistant text before the call
+    arguments: dict[str, Any] | None = None  # as the model wrote them (hermes)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class HermesFormat:
             argument = next(iter(arguments.values())) if arguments else ""
         except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
             return ParsedCall("", body, f"malformed tool call '{body.strip()[:60]}': expected JSON with name and arguments", prefix)
-        return ParsedCall(str(name), str(argument), None, prefix.rstrip())
+        return ParsedCall(str(name), str(argument), None, prefix.rstrip(), arguments)
 
     def assistant_message(self, text: str, call: ParsedCall) -> dict:
         if call.error:
@@ -118,7 +119,7 @@ class HermesFormat:
         return {
             "role": "assistant",
             "content": call.prefix,
-            "tool_calls": [{"type": "function", "function": {"name": call.name, "arguments": {"argument": call.argument}}}],
+            "tool_calls": [{"type": "function", "function": {"name": call.name, "arguments": call.arguments}}],
         }
 
     def tool_message(self, call: ParsedCall, result: str) -> dict:
