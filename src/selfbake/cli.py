@@ -60,8 +60,12 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "generate": Command("sample answers from a model, optionally calling tools", _generate_config, cmd_generate),
-    "report": Command("write RUN_DIR/report.html: summary table and metric plots", lambda: ReportConfig, cmd_report),
+    "generate": Command(
+        "sample answers from a model, optionally calling tools", _generate_config, cmd_generate
+    ),
+    "report": Command(
+        "write RUN_DIR/report.html: summary table and metric plots", lambda: ReportConfig, cmd_report
+    ),
 }
 
 
@@ -92,17 +96,37 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
         if field.is_required():
             help_text = (field.description or "") + " (required)"
         else:
-            help_text = (field.description or "") + ("" if default in (None, []) else f" (default: {default})")
+            help_text = (field.description or "") + (
+                "" if default in (None, []) else f" (default: {default})"
+            )
         if isinstance(extra, dict) and extra.get("positional"):
             parser.add_argument(name, metavar=name.upper(), help=help_text)
             continue
         flag = "--" + name.replace("_", "-")
         if base is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         elif is_list:
-            parser.add_argument(flag, dest=name, action="append", type=base, default=None, metavar=name.upper(), help=help_text)
+            parser.add_argument(
+                flag,
+                dest=name,
+                action="append",
+                type=base,
+                default=None,
+                metavar=name.upper(),
+                help=help_text,
+            )
         else:
-            parser.add_argument(flag, dest=name, type=base, choices=choices, default=None, metavar=None if choices else name.upper(), help=help_text)
+            parser.add_argument(
+                flag,
+                dest=name,
+                type=base,
+                choices=choices,
+                default=None,
+                metavar=None if choices else name.upper(),
+                help=help_text,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"selfbake: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"selfbake: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -43,7 +43,10 @@ class GenerateConfig(Config):
     n: int = Field(1, gt=0, description="samples per prompt")
     seed: int = Field(0, description="random seed")
     logprobs: bool = Field(False, description="save the sampled tokens' log-probs in samples.jsonl")
-    tools: list[str] = Field(default_factory=list, description="tools the model may call, repeatable or comma-separated (available: calculator)")
+    tools: list[str] = Field(
+        default_factory=list,
+        description="tools the model may call, repeatable or comma-separated (available: calculator)",
+    )
     tool_format: Literal["auto", "tag", "hermes"] = Field("auto", description="tool-call format")
     max_tool_calls: int = Field(4, ge=0, description="tool calls allowed per answer")
     batch_size: int = Field(32, gt=0, description="prompts per generation batch")
@@ -51,7 +54,9 @@ class GenerateConfig(Config):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     out: str | None = Field(None, description="run directory (default runs/generate-<time>)")
     overwrite: bool = Field(False, description="replace a finished run in --out")
-    report_to: Literal["none", "wandb", "tensorboard", "trackio"] = Field("none", description="experiment tracker")
+    report_to: Literal["none", "wandb", "tensorboard", "trackio"] = Field(
+        "none", description="experiment tracker"
+    )
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -82,9 +87,15 @@ def read_prompts(path: str, default_system: str | None) -> list[tuple[str | None
     pairs: list[tuple[str | None, str]] = []
     if file.suffix in (".jsonl", ".json"):
         try:
-            items = json.loads(text) if file.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]
+            items = (
+                json.loads(text)
+                if file.suffix == ".json"
+                else [json.loads(x) for x in text.splitlines() if x.strip()]
+            )
         except json.JSONDecodeError as exc:
-            raise UserError(f"prompts file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            raise UserError(
+                f"prompts file {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            ) from None
         for number, item in enumerate(items if isinstance(items, list) else [], 1):
             if isinstance(item, str):
                 item = {"prompt": item}
@@ -103,13 +114,16 @@ def read_prompts(path: str, default_system: str | None) -> list[tuple[str | None
 
 def run_generate(config: GenerateConfig, console: Console | None = None) -> Path:
     console = console or Console(highlight=False)
-    pairs = [(config.system, config.prompt)] if config.prompt is not None else read_prompts(config.prompts, config.system)
+    pairs = (
+        [(config.system, config.prompt)]
+        if config.prompt is not None
+        else read_prompts(config.prompts, config.system)
+    )
     tools = get_tools(config.tools)
-    run_path = Path(config.out) if config.out else default_run_path("generate")
-    run = RunDir(run_path, overwrite=config.overwrite)
+    model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
+    run = RunDir(Path(config.out) if config.out else default_run_path("generate"), overwrite=config.overwrite)
     run.write_config(config.model_dump(mode="json"))
     run.reporters = make_reporters(config.report_to, run.path, config.model_dump(mode="json"))
-    model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     backend = TransformersBackend(model, tokenizer, batch_size=config.batch_size)
     params = SamplingParams(
         max_new_tokens=config.max_new_tokens,
@@ -123,7 +137,8 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
         logprobs=config.logprobs,
     )
     conversations = [
-        ([{"role": "system", "content": s}] if s is not None else []) + [{"role": "user", "content": u}] for s, u in pairs
+        ([{"role": "system", "content": s}] if s is not None else []) + [{"role": "user", "content": u}]
+        for s, u in pairs
     ]
     records, new_tokens, reasons = [], 0, Counter()
     started = time.perf_counter()
@@ -133,10 +148,20 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
             t0 = time.perf_counter()
             if tools:
                 results = run_tool_loop(
-                    backend, batch, tools, params, call_format=config.tool_format, max_calls=config.max_tool_calls
+                    backend,
+                    batch,
+                    tools,
+                    params,
+                    call_format=config.tool_format,
+                    max_calls=config.max_tool_calls,
                 )
                 batch_records = [
-                    {"text": r.text, "finish_reason": r.finish_reason, "tool_calls": r.calls, "messages": r.messages}
+                    {
+                        "text": r.text,
+                        "finish_reason": r.finish_reason,
+                        "tool_calls": r.calls,
+                        "messages": r.messages,
+                    }
                     for r in results
                 ]
             else:
@@ -154,7 +179,12 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
                 new_tokens += record.get("new_tokens", 0)
             batch_tokens = sum(r.get("new_tokens", 0) for r in batch_records)
             elapsed = time.perf_counter() - t0
-            run.log(step, samples=len(batch_records), new_tokens=batch_tokens, tokens_per_s=batch_tokens / max(elapsed, 1e-9))
+            run.log(
+                step,
+                samples=len(batch_records),
+                new_tokens=batch_tokens,
+                tokens_per_s=batch_tokens / max(elapsed, 1e-9),
+            )
             records.extend(batch_records)
             advance(len(batch))
     seconds = time.perf_counter() - started

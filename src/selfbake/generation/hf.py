@@ -50,7 +50,9 @@ class StopOnStrings(StoppingCriteria):
 
 
 @torch.no_grad()
-def sequence_logprobs(model, sequences: torch.Tensor, attention_mask: torch.Tensor, n_new: int) -> torch.Tensor:
+def sequence_logprobs(
+    model, sequences: torch.Tensor, attention_mask: torch.Tensor, n_new: int
+) -> torch.Tensor:
     """Log-prob of each of the last ``n_new`` tokens under the raw model distribution, [B, n_new]."""
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     out = model(
@@ -151,14 +153,20 @@ class TransformersBackend(Backend):
                 if tok in ending_ids:
                     length, reason = pos + 1, ("eos" if tok in self.eos_ids else "stop")
                     break
-            if stopper is not None and 0 <= stopper.fired_at[row] < length:
+            if (
+                stopper is not None
+                and 0 <= stopper.fired_at[row]
+                and (reason == "length" or stopper.fired_at[row] < length)
+            ):
                 length, reason = int(stopper.fired_at[row]), "stop"
             ids = ids[:length]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             matched = None
             if reason == "stop" and stopper is not None and int(stopper.fired_at[row]) == length:
-                cut, matched = min((text.find(s), s) for s in params.stop if s and s in text)
-                text = text[:cut]
+                found = [(text.find(s), s) for s in params.stop if s and s in text]
+                if found:  # a stop string made of special tokens is not in the decoded text
+                    cut, matched = min(found)
+                    text = text[:cut]
             samples.append(
                 Sample(
                     prompt_index=indices[row],

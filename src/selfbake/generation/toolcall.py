@@ -82,7 +82,12 @@ class TagFormat:
         prefix, body = text.rsplit(self.open, 1)
         match = self._pattern.match(body)
         if not match:
-            return ParsedCall("", body, f"malformed call '{body.strip()[:60]}': expected <call>tool: argument</call>", prefix)
+            return ParsedCall(
+                "",
+                body,
+                f"malformed call '{body.strip()[:60]}': expected <call>tool: argument</call>",
+                prefix,
+            )
         return ParsedCall(match.group(1), match.group(2).strip(), None, prefix)
 
     def assistant_message(self, text: str, call: ParsedCall) -> dict:
@@ -110,7 +115,12 @@ class HermesFormat:
                 arguments = json.loads(arguments)
             argument = next(iter(arguments.values())) if arguments else ""
         except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
-            return ParsedCall("", body, f"malformed tool call '{body.strip()[:60]}': expected JSON with name and arguments", prefix)
+            return ParsedCall(
+                "",
+                body,
+                f"malformed tool call '{body.strip()[:60]}': expected JSON with name and arguments",
+                prefix,
+            )
         return ParsedCall(str(name), str(argument), None, prefix.rstrip(), arguments)
 
     def assistant_message(self, text: str, call: ParsedCall) -> dict:
@@ -119,7 +129,9 @@ class HermesFormat:
         return {
             "role": "assistant",
             "content": call.prefix,
-            "tool_calls": [{"type": "function", "function": {"name": call.name, "arguments": call.arguments}}],
+            "tool_calls": [
+                {"type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            ],
         }
 
     def tool_message(self, call: ParsedCall, result: str) -> dict:

@@ -71,13 +71,17 @@ class RunDir:
         self.started = time.time()
 
     def write_config(self, config: dict[str, Any]) -> Path:
-        return atomic_write_text(self.path / "config.yaml", yaml.safe_dump(_jsonable(config), sort_keys=False))
+        return atomic_write_text(
+            self.path / "config.yaml", yaml.safe_dump(_jsonable(config), sort_keys=False)
+        )
 
     def log(self, step: int | None = None, **metrics: Any) -> None:
         record = {"step": step, "time": round(time.time() - self.started, 3), **_jsonable(metrics)}
         with open(self.path / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "time")}
+        numeric = {
+            k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "time")
+        }
         for reporter in self.reporters:
             reporter.log(numeric, step)
 

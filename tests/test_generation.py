@@ -1,0 +1,159 @@
+import pytest
+import torch
+
+from selfbake.generation import SamplingParams, TransformersBackend, sequence_logprobs
+from selfbake.generation.hf import StopOnStrings
+from selfbake.models import render_chat
+
+PROMPTS = [
+    ("What is 2+2?", None),
+    ("Please add 17 and 25 and explain the carry.", "Think step by step."),
+    ("hi", None),
+    ("Reverse the word 'bake'.", "You are terse."),
+]
+
+
+def rendered(tokenizer):
+    return [render_chat(tokenizer, user, system) for user, system in PROMPTS]
+
+
+@pytest.mark.parametrize("fixture", ["llama", "qwen2"])
+def test_batched_greedy_equals_sequential_greedy(fixture, request):
+    model, tok = request.getfixturevalue(fixture)
+    backend = TransformersBackend(model, tok, batch_size=8)
+    params = SamplingParams(max_new_tokens=24, temperature=0)
+    prompts = rendered(tok)
+    batched = backend.generate(prompts, params)
+    lengths = {len(tok(p, add_special_tokens=False).input_ids) for p in prompts}
+    assert len(lengths) > 1  # the batch really needed padding
+    for prompt, sample in zip(prompts, batched, strict=True):
+        alone = backend.generate([prompt], params)[0]
+        assert alone.token_ids == sample.token_ids
+        assert alone.text == sample.text
+
+
+def test_stop_string_cuts_text_and_sets_finish_reason(llama):
+    model, tok = llama
+    backend = TransformersBackend(model, tok)
+    prompt = rendered(tok)[:1]
+    free = backend.generate(prompt, SamplingParams(max_new_tokens=30, temperature=0))[0]
+    assert free.finish_reason == "length"
+    # random weights emit invalid UTF-8 too; stop on the first ASCII letter after a few tokens
+    stop = next(ch for ch in free.text[5:] if ch.isascii() and ch.isalnum())
+    cut = free.text.find(stop)
+    stopped = backend.generate(prompt, SamplingParams(max_new_tokens=30, temperature=0, stop=[stop]))[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.stop == stop
+    assert stopped.text == free.text[:cut]
+    assert len(stopped.token_ids) < len(free.token_ids)
+    assert stopped.token_ids == free.token_ids[: len(stopped.token_ids)]
+
+
+def test_length_cap_sets_finish_reason_length(llama):
+    model, tok = llama
+    sample = TransformersBackend(model, tok).generate(
+        rendered(tok)[:1], SamplingParams(max_new_tokens=5, temperature=0)
+    )[0]
+    assert sample.finish_reason == "length"
+    assert len(sample.token_ids) == 5
+
+
+def test_eos_and_stop_token_ids(llama):
+    model, tok = llama
+    backend = TransformersBackend(model, tok)
+    prompt = rendered(tok)[:1]
+    free = backend.generate(prompt, SamplingParams(max_new_tokens=20, temperature=0))[0]
+    target = free.token_ids[3]
+    first = free.token_ids.index(target)
+    by_id = backend.generate(
+        prompt, SamplingParams(max_new_tokens=20, temperature=0, stop_token_ids=[target])
+    )[0]
+    assert by_id.finish_reason == "stop"
+    assert by_id.token_ids == free.token_ids[: first + 1]
+    eos_backend = TransformersBackend(model, tok)
+    eos_backend.eos_ids = {target}
+    by_eos = eos_backend.generate(prompt, SamplingParams(max_new_tokens=20, temperature=0))[0]
+    assert by_eos.finish_reason == "eos"
+    assert by_eos.token_ids == free.token_ids[: first + 1]
+
+
+def test_raw_logits_match_forward_pass_and_differ_from_processed_scores(llama):
+    model, tok = llama
+    backend = TransformersBackend(model, tok)
+    prompts = rendered(tok)[:2]
+    params = SamplingParams(
+        max_new_tokens=6, temperature=0.5, top_k=20, seed=3, return_logits=True, logprobs=True
+    )
+    samples = backend.generate(prompts, params)
+    for prompt, sample in zip(prompts, samples, strict=True):
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        full = torch.cat([ids, torch.tensor([sample.token_ids])], dim=1)
+        with torch.no_grad():
+            forward = model(full).logits[0, ids.shape[1] - 1 : -1]
+        assert sample.logits.shape == forward.shape
+        assert torch.allclose(sample.logits, forward, atol=1e-4)
+        expected_lp = (
+            torch.log_softmax(forward, -1).gather(-1, torch.tensor(sample.token_ids)[:, None]).squeeze(-1)
+        )
+        assert torch.allclose(torch.tensor(sample.logprobs), expected_lp, atol=1e-4)
+    # transformers' output_scores are the processed scores (temperature, top-k), not logits
+    enc = tok(prompts[:1], return_tensors="pt", add_special_tokens=False)
+    torch.manual_seed(3)
+    out = model.generate(
+        **enc, generation_config=backend.generation_config(params), output_scores=True, output_logits=True
+    )
+    scores, logits = out.scores[0][0], out.logits[0][0]
+    assert not torch.allclose(scores[torch.isfinite(scores)], logits[torch.isfinite(scores)])
+    assert torch.isinf(scores).sum() == scores.numel() - 20  # top-k masked the rest
+    assert torch.allclose(logits, samples[0].logits[0], atol=1e-4)
+
+
+def test_sequence_logprobs_with_left_padding(llama):
+    model, tok = llama
+    prompts = ["<s>short", "<s>a much longer prompt"]
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    new = torch.tensor([[10, 11, 12], [13, 14, 15]])
+    seqs = torch.cat([enc.input_ids, new], 1)
+    mask = torch.cat([enc.attention_mask, torch.ones_like(new)], 1)
+    batched = sequence_logprobs(model, seqs, mask, 3)
+    for row, prompt in enumerate(prompts):
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        alone = sequence_logprobs(
+            model, torch.cat([ids, new[row : row + 1]], 1), torch.ones(1, ids.shape[1] + 3), 3
+        )
+        assert torch.allclose(batched[row], alone[0], atol=1e-5)
+
+
+def test_seed_reproducibility_and_n(llama):
+    model, tok = llama
+    backend = TransformersBackend(model, tok, batch_size=3)
+    prompts = rendered(tok)[:2]
+    params = SamplingParams(max_new_tokens=10, temperature=1.0, n=3, seed=7)
+    a = backend.generate(prompts, params)
+    b = backend.generate(prompts, params)
+    c = backend.generate(prompts, params.model_copy(update={"seed": 8}))
+    assert [s.prompt_index for s in a] == [0, 0, 0, 1, 1, 1]
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+    assert [s.token_ids for s in a] != [s.token_ids for s in c]
+    assert len({tuple(s.token_ids) for s in a[:3]}) > 1  # samples of one prompt differ
+
+
+def test_stop_strings_ignore_the_prompt_tail(llama):
+    _, tok = llama
+    prompt = tok("xx ab", return_tensors="pt", add_special_tokens=False).input_ids
+    stopper = StopOnStrings(tok, ["abc"], prompt.shape[1], 1, "cpu")
+    step1 = torch.cat([prompt, tok("c", return_tensors="pt", add_special_tokens=False).input_ids], 1)
+    assert not stopper(step1, None)[0]  # "ab" + "c" spans the prompt: no stop
+    step2 = torch.cat([step1, tok("abc", return_tensors="pt", add_special_tokens=False).input_ids], 1)
+    assert stopper(step2, None)[0]
+    assert stopper.fired_at[0] == 4
+
+
+def test_sampling_params_validation():
+    with pytest.raises(ValueError):
+        SamplingParams(max_new_tokens=0)
+    with pytest.raises(ValueError):
+        SamplingParams(top_p=0)
+    with pytest.raises(ValueError):
+        SamplingParams(bogus=1)
+    assert SamplingParams(temperature=0).greedy

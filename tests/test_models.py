@@ -1,0 +1,128 @@
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from selfbake.errors import UserError
+from selfbake.models import default_system_prompt, load, render_chat, render_messages, resolve_device, save
+from selfbake.models.tiny import QWEN_DEFAULT_SYSTEM
+
+
+def test_random_models_are_deterministic_and_distinct():
+    a, _ = load("random:llama-tiny", seed=0)
+    b, _ = load("random:llama-tiny", seed=0)
+    c, _ = load("random:llama-tiny", seed=1)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        la, lb, lc = a(ids).logits, b(ids).logits, c(ids).logits
+    assert torch.equal(la, lb)
+    assert not torch.allclose(la, lc)
+
+
+@pytest.mark.parametrize("spec", ["random:gpt2-tiny", "random:llama-huge"])
+def test_bad_random_spec(spec):
+    with pytest.raises(UserError, match="bad model spec"):
+        load(spec)
+
+
+def test_save_load_round_trip(llama, tmp_path):
+    model, tokenizer = llama
+    save(model, tokenizer, tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").exists()
+    again, tok2 = load(str(tmp_path / "m"), device="cpu")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    plain_tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    text = render_chat(tokenizer, "12+7=?", system="Think step by step.")
+    assert render_chat(tok2, "12+7=?", system="Think step by step.") == text
+    assert render_chat(plain_tok, "12+7=?", system="Think step by step.") == text
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    assert tok2(text, add_special_tokens=False).input_ids == ids[0].tolist()
+    with torch.no_grad():
+        ref = model(ids).logits
+        assert torch.allclose(again(ids).logits, ref, atol=1e-6)
+        assert torch.allclose(plain(ids).logits, ref, atol=1e-6)
+    assert tok2.padding_side == "left"
+
+
+def test_llama_template_no_system_means_no_system_turn(llama):
+    _, tok = llama
+    assert default_system_prompt(tok) is None
+    text = render_chat(tok, "hello")
+    assert "system" not in text
+    assert text == "<s><|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+    assert "<|im_start|>system\nBe brief.<|im_end|>" in render_chat(tok, "hello", system="Be brief.")
+
+
+def test_qwen2_style_default_system_prompt_is_detected_and_stripped(qwen2):
+    _, tok = qwen2
+    assert default_system_prompt(tok) == QWEN_DEFAULT_SYSTEM
+    stripped = render_chat(tok, "hello")
+    kept = render_chat(tok, "hello", strip_default_system=False)
+    assert QWEN_DEFAULT_SYSTEM not in stripped and "system" not in stripped
+    assert QWEN_DEFAULT_SYSTEM in kept
+    assert kept.endswith(stripped)  # only the inserted system turn was removed
+    explicit = render_chat(tok, "hello", system="Be brief.")
+    assert "Be brief." in explicit and QWEN_DEFAULT_SYSTEM not in explicit
+    history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    multi = render_chat(tok, "c", history=history)
+    assert "system" not in multi and multi.count("<|im_start|>user") == 2
+
+
+def test_empty_system_prompt_is_a_system_turn(llama):
+    _, tok = llama
+    assert "<|im_start|>system\n<|im_end|>" in render_chat(tok, "hi", system="")
+
+
+def test_tokenizer_without_template_uses_plain_fallback(llama):
+    _, tok = llama
+    import copy
+
+    no_template = copy.deepcopy(tok)
+    no_template.chat_template = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = render_chat(no_template, "2+2?", system="Be exact.")
+    assert text == "<s>System: Be exact.\n\nUser: 2+2?\n\nAssistant:"
+    assert any("no chat template" in str(w.message) for w in caught)
+    assert render_messages(no_template, [{"role": "user", "content": "x"}]) == "<s>User: x\n\nAssistant:"
+
+
+def test_missing_local_path(tmp_path):
+    with pytest.raises(UserError, match="model directory not found"):
+        load(str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="model directory not found"):
+        load("./no/such/model")
+
+
+def test_directory_without_config(tmp_path):
+    with pytest.raises(UserError, match="no config.json"):
+        load(str(tmp_path))
+    (tmp_path / "f.bin").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        load(str(tmp_path / "f.bin"))
+
+
+def test_unreachable_hub_gives_clear_error():
+    code = (
+        "from selfbake.models import load\n"
+        "from selfbake.errors import UserError\n"
+        "try:\n    load('selfbake-test/definitely-not-a-model')\n"
+        "except UserError as e:\n    print('USERERROR', e)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "USERERROR cannot load model 'selfbake-test/definitely-not-a-model' as a hub id" in out.stdout
+
+
+def test_device_selection():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda")
