@@ -115,7 +115,21 @@ def test_unreachable_hub_gives_clear_error():
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "USERERROR cannot load model 'selfbake-test/definitely-not-a-model' as a hub id" in out.stdout
+    assert (
+        "USERERROR cannot load model 'selfbake-test/definitely-not-a-model': "
+        "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+    ) in out.stdout
+
+
+def test_unreachable_hub_fails_fast(monkeypatch):
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    start = time.monotonic()
+    with pytest.raises(UserError, match="not in the local Hugging Face cache and 127.0.0.1 is unreachable"):
+        load("selfbake-test/definitely-not-a-model")
+    assert time.monotonic() - start < 30
 
 
 def test_device_selection():

@@ -10,7 +10,9 @@ dtype "auto" picks bfloat16 on a GPU that supports it and float32 elsewhere.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -90,15 +92,41 @@ def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", 
     return _from_pretrained(source, spec, torch_dtype, dev)
 
 
+def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
+    """None when the hub answers a TCP connection, else why not (no retries, a few seconds at most)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{parsed.hostname} is unreachable ({exc.strerror or exc})"
+    return None
+
+
 def _from_pretrained(source: str, spec: str, torch_dtype: torch.dtype, dev: torch.device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    is_local = Path(source).exists()
+    local_only = True
+    if not is_local:
+        # A hub id: use the local cache when it has the files; only then ask the hub,
+        # and fail in seconds (not after a minute of retries) when it cannot be reached.
+        try:
+            AutoTokenizer.from_pretrained(source, local_files_only=True)
+        except (OSError, ValueError):
+            reason = hub_unreachable_reason()
+            if reason:
+                raise UserError(f"cannot load model '{spec}': not in the local Hugging Face cache and {reason}") from None
+            local_only = False
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = "local directory" if Path(source).exists() else "hub id (is the hub reachable?)"
+        where = "local directory" if is_local else "hub id"
         raise UserError(f"cannot load model '{spec}' as a {where}: {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

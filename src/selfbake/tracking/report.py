@@ -66,11 +66,14 @@ def plot_png(name: str, xs: list[float], ys: list[float]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.2), dpi=110)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.0), dpi=110)
     ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, linewidth=1.5)
     ax.set_title(name)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=all(float(x).is_integer() for x in xs)))
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
