@@ -49,7 +49,10 @@ def main() -> None:
 
     model, tokenizer = load(args.model, device=args.device, dtype="float32")
     params = sum(p.numel() for p in model.parameters())
-    questions = [f"Question {i}: what is {i * 37 % 101} plus {i * 53 % 97}? Explain briefly." for i in range(args.prompts)]
+    questions = [
+        f"Question {i}: what is {i * 37 % 101} plus {i * 53 % 97}? Explain briefly."
+        for i in range(args.prompts)
+    ]
     prompts = [render_chat(tokenizer, q) for q in questions]
 
     rows = []
@@ -67,7 +70,9 @@ def main() -> None:
 
     reference = rows[0][4]
     print()
-    print(f"model {args.model}: {params / 1e6:.2f}M parameters, float32, greedy, {args.new_tokens} new tokens per prompt")
+    print(
+        f"model {args.model}: {params / 1e6:.2f}M parameters, float32, greedy, {args.new_tokens} new tokens per prompt"
+    )
     print(
         f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, device {args.device}"
@@ -76,7 +81,9 @@ def main() -> None:
     print(f"{'configuration':<22}{'prompts':>8}{'new tok':>9}{'seconds':>9}{'tok/s':>10}{'ratio':>8}")
     for label, n, tokens, seconds, rate in rows:
         print(f"{label:<22}{n:>8}{tokens:>9}{seconds:>9.2f}{rate:>10.0f}{rate / reference:>8.3f}")
-    print(f"KV cache speed-up at batch 64: {rows[0][4] / rows[1][4]:.1f}x; at batch 1: {rows[2][4] / rows[3][4]:.1f}x")
+    print(
+        f"KV cache speed-up at batch 64: {rows[0][4] / rows[1][4]:.1f}x; at batch 1: {rows[2][4] / rows[3][4]:.1f}x"
+    )
     print(f"batching speed-up (64 vs 1, with cache): {rows[0][4] / rows[2][4]:.1f}x")
     same = outputs["batch 64, KV cache"] == outputs["batch 64, no cache"]
     same1 = outputs["batch 1, KV cache"] == outputs["batch 1, no cache"]

@@ -119,7 +119,9 @@ def _from_pretrained(source: str, spec: str, torch_dtype: torch.dtype, dev: torc
         except (OSError, ValueError):
             reason = hub_unreachable_reason()
             if reason:
-                raise UserError(f"cannot load model '{spec}': not in the local Hugging Face cache and {reason}") from None
+                raise UserError(
+                    f"cannot load model '{spec}': not in the local Hugging Face cache and {reason}"
+                ) from None
             local_only = False
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)

@@ -65,7 +65,6 @@ def plot_png(name: str, xs: list[float], ys: list[float]) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(4.8, 3.0), dpi=110)
