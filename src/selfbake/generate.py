@@ -45,7 +45,7 @@ class GenerateConfig(Config):
     logprobs: bool = Field(False, description="save the sampled tokens' log-probs in samples.jsonl")
     tools: list[str] = Field(
         default_factory=list,
-        description="tools the model may call, repeatable or comma-separated (available: calculator)",
+        description="tools the model may call, repeatable or comma-separated (available: calculator, run_code, read_file, sql_query, search)",
     )
     tool_format: Literal["auto", "tag", "hermes"] = Field("auto", description="tool-call format")
     max_tool_calls: int = Field(4, ge=0, description="tool calls allowed per answer")
