@@ -46,6 +46,18 @@ def cmd_report(config: ReportConfig) -> None:
     print(f"report: {path}")
 
 
+def cmd_eval(config) -> None:
+    from selfbake.evaluate import run_eval
+
+    run_eval(config)
+
+
+def _eval_config():
+    from selfbake.evaluate import EvalConfig
+
+    return EvalConfig
+
+
 def _generate_config():
     from selfbake.generate import GenerateConfig
 
@@ -62,6 +74,9 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "generate": Command(
         "sample answers from a model, optionally calling tools", _generate_config, cmd_generate
+    ),
+    "eval": Command(
+        "score a model on tasks: accuracy, 95% interval, baseline; --compare two runs", _eval_config, cmd_eval
     ),
     "report": Command(
         "write RUN_DIR/report.html: summary table and metric plots", lambda: ReportConfig, cmd_report
@@ -106,6 +121,16 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
         if base is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        elif is_list and isinstance(extra, dict) and extra.get("nargs"):
+            parser.add_argument(
+                flag,
+                dest=name,
+                nargs=extra["nargs"],
+                type=base,
+                default=None,
+                metavar=extra.get("metavar", name.upper()),
+                help=help_text,
             )
         elif is_list:
             parser.add_argument(

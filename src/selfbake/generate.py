@@ -23,6 +23,7 @@ from selfbake.generation import SamplingParams, TransformersBackend, run_tool_lo
 from selfbake.models import load
 from selfbake.tools import get_tools
 from selfbake.tracking import RunDir, progress_bar
+from selfbake.tracking.progress import make_console
 from selfbake.tracking.reporters import make_reporters
 from selfbake.tracking.rundir import default_run_path
 
@@ -113,7 +114,7 @@ def read_prompts(path: str, default_system: str | None) -> list[tuple[str | None
 
 
 def run_generate(config: GenerateConfig, console: Console | None = None) -> Path:
-    console = console or Console(highlight=False)
+    console = console or make_console()
     pairs = (
         [(config.system, config.prompt)]
         if config.prompt is not None

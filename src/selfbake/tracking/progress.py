@@ -32,3 +32,10 @@ def progress_bar(total: int, description: str, *, enabled: bool = True) -> Itera
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def make_console() -> Console:
+    """Console for results on stdout: full width in a terminal, 120 columns in a pipe or log."""
+    import sys
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)

@@ -1,0 +1,289 @@
+"""``selfbake eval``: accuracy with n, 95 % Wilson interval and a chance baseline, per task;
+``--compare RUN_A RUN_B``: a paired McNemar test on the items both runs scored.
+
+Procedural tasks draw the requested split from ``tasks.splits`` (the test split
+is frozen by its seed); benchmarks use the first ``n`` items of their file.
+A suite file weights tasks: ``tasks: [{name: arithmetic, weight: 2, n: 100}, ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from rich.console import Console
+from rich.table import Table
+
+from selfbake import tasks as task_registry
+from selfbake.config import Config, read_yaml
+from selfbake.errors import UserError
+from selfbake.models import load
+from selfbake.scoring import TaskResult, score
+from selfbake.tasks.base import Task
+from selfbake.tasks.stats import mcnemar_exact, paired_bootstrap
+from selfbake.tracking import RunDir, progress_bar
+from selfbake.tracking.progress import make_console
+from selfbake.tracking.reporters import make_reporters
+from selfbake.tracking.rundir import default_run_path
+
+
+class SuiteEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    weight: float = Field(1.0, gt=0)
+    n: int | None = Field(None, gt=0)
+    difficulty: int | None = None
+
+
+class EvalConfig(Config):
+    """Settings of ``selfbake eval``."""
+
+    model: str | None = Field(None, description="model to evaluate (required unless --compare)")
+    task: list[str] = Field(
+        default_factory=list,
+        description="task, repeatable; benchmarks take name:PATH (tasks: "
+        + ", ".join(task_registry.names())
+        + ")",
+    )
+    suite: str | None = Field(None, description="YAML suite: tasks with weights (and optional n, difficulty)")
+    n: int = Field(100, gt=0, description="items per task")
+    split: Literal["train", "dev", "test"] = Field("test", description="split of procedural tasks")
+    difficulty: int | None = Field(
+        None, description="difficulty of procedural tasks; absent = a mix of all levels"
+    )
+    system: str | None = Field(None, description="system prompt to evaluate under; absent = none")
+    tools: list[str] = Field(
+        default_factory=list, description="tools to allow; 'task' = each task's own tools"
+    )
+    tool_format: Literal["auto", "tag", "hermes"] = Field("auto", description="tool-call format")
+    max_tool_calls: int = Field(4, ge=0, description="tool calls allowed per answer")
+    chat: bool | None = Field(
+        None, description="render benchmarks with the chat template (procedural tasks always are)"
+    )
+    num_fewshot: int = Field(0, ge=0, description="few-shot examples for benchmarks")
+    k: int = Field(1, gt=0, description="samples per item for pass@k (1 = greedy)")
+    max_new_tokens: int | None = Field(None, gt=0, description="override the task's generation budget")
+    seed: int = Field(0, description="seed of the splits and of sampling")
+    batch_size: int = Field(32, gt=0, description="prompts per batch")
+    compare: list[str] = Field(
+        default_factory=list,
+        description="compare two eval runs item by item (paired McNemar test)",
+        json_schema_extra={"nargs": 2, "metavar": ("RUN_A", "RUN_B")},
+    )
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    out: str | None = Field(None, description="run directory (default runs/eval-<time>)")
+    overwrite: bool = Field(False, description="replace a finished run in --out")
+    report_to: Literal["none", "wandb", "tensorboard", "trackio"] = Field(
+        "none", description="experiment tracker"
+    )
+
+    @field_validator("tools", "task", mode="before")
+    @classmethod
+    def split_commas(cls, value):
+        if isinstance(value, str):
+            value = [value]
+        return [x.strip() for item in value or [] for x in str(item).split(",") if x.strip()]
+
+    @model_validator(mode="after")
+    def check(self):
+        if self.compare:
+            if len(self.compare) != 2:
+                raise ValueError("--compare takes exactly two run directories")
+            return self
+        if not self.model:
+            raise ValueError("no model: give --model")
+        if not self.task and not self.suite:
+            raise ValueError("no task: give --task NAME (repeatable) or --suite FILE.yaml")
+        return self
+
+
+def load_suite(path: str) -> list[SuiteEntry]:
+    data = read_yaml(path)
+    entries = data.get("tasks")
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"suite {path} needs a non-empty list under 'tasks'")
+    out = []
+    for number, entry in enumerate(entries, 1):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        try:
+            out.append(SuiteEntry(**entry))
+        except Exception as exc:  # pydantic's message, on one line
+            raise UserError(f"suite {path}, task {number}: {str(exc).splitlines()[0]}") from None
+    return out
+
+
+def items_for(task: Task, config: EvalConfig, n: int, difficulty: int | None):
+    if isinstance(task, task_registry.Benchmark):
+        items = task.generate_items(n, config.seed)
+        if not items:
+            raise UserError(f"task {task.name} has no items")
+        return items
+    split = task_registry.splits(
+        task,
+        n if config.split == "train" else 0,
+        n if config.split == "dev" else 0,
+        n,
+        seed=config.seed,
+        difficulty=difficulty,
+    )
+    return getattr(split, config.split)
+
+
+def print_results(
+    console: Console, results: list[TaskResult], weights: dict[str, float], aggregate: dict
+) -> None:
+    table = Table(title="selfbake eval")
+    for column in ("task", "n", "accuracy", "95% CI", "baseline", "other"):
+        table.add_column(column, justify="left" if column in ("task", "other") else "right")
+    for r in results:
+        other = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items())
+        table.add_row(
+            r.task,
+            str(r.n),
+            f"{r.accuracy:.3f}",
+            f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
+            f"{r.baseline:.3f}",
+            other,
+        )
+    if len(results) > 1:
+        table.add_row(
+            "aggregate (weighted)",
+            str(aggregate["n"]),
+            f"{aggregate['accuracy']:.3f}",
+            "",
+            f"{aggregate['baseline']:.3f}",
+            "",
+        )
+    console.print(table)
+
+
+def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
+    console = console or make_console()
+    if config.compare:
+        run_compare(config.compare[0], config.compare[1], console)
+        return None
+    entries = load_suite(config.suite) if config.suite else []
+    entries += [SuiteEntry(name=name) for name in config.task]
+    resolved = [(task_registry.get(e.name, num_fewshot=config.num_fewshot), e) for e in entries]
+    plans = []
+    for task, entry in resolved:
+        n = entry.n or config.n
+        tools = list(task.tools) if config.tools == ["task"] else config.tools
+        plans.append(
+            (
+                task,
+                entry,
+                items_for(
+                    task, config, n, entry.difficulty if entry.difficulty is not None else config.difficulty
+                ),
+                tools,
+            )
+        )
+    model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
+    run = RunDir(Path(config.out) if config.out else default_run_path("eval"), overwrite=config.overwrite)
+    run.write_config(config.model_dump(mode="json"))
+    run.reporters = make_reporters(config.report_to, run.path, config.model_dump(mode="json"))
+    results, records = [], []
+    total = sum(len(items) for _, _, items, _ in plans)
+    with progress_bar(total, "evaluating") as advance:
+        for step, (task, _entry, items, tools) in enumerate(plans):
+            result = score(
+                model,
+                tokenizer,
+                task,
+                items,
+                system=config.system,
+                tools=tools or None,
+                chat=config.chat,
+                k=config.k,
+                max_new_tokens=config.max_new_tokens,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                tool_format=config.tool_format,
+                max_tool_calls=config.max_tool_calls,
+            )
+            advance(len(items))
+            results.append(result)
+            records.extend(result.records)
+            run.log(step, task=task.name, accuracy=result.accuracy, n=result.n, **result.metrics)
+    weights = {entry.name: entry.weight for _, entry in resolved}
+    weight_sum = sum(weights[e.name] for _, e in resolved)
+    aggregate = {
+        "accuracy": sum(weights[e.name] * r.accuracy for (_, e), r in zip(resolved, results, strict=True))
+        / weight_sum,
+        "baseline": sum(weights[e.name] * r.baseline for (_, e), r in zip(resolved, results, strict=True))
+        / weight_sum,
+        "n": sum(r.n for r in results),
+        "weights": weights,
+    }
+    print_results(console, results, weights, aggregate)
+    run.write_samples(records)
+    summary = {
+        "command": "eval",
+        "model": config.model,
+        "system": config.system,
+        "split": config.split,
+        "seed": config.seed,
+        "tasks": {e.name: r.summary() for (_, e), r in zip(resolved, results, strict=True)},
+        "aggregate": aggregate,
+    }
+    run.finish(summary)
+    console.print(f"run directory: {run.path}", markup=False)
+    return run.path
+
+
+def read_samples(run_dir: str) -> dict[tuple[str, str], float]:
+    path = Path(run_dir) / "samples.jsonl"
+    if not (Path(run_dir) / "summary.json").exists():
+        raise UserError(f"{run_dir} is not a finished eval run (no summary.json)")
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if rows and "key" not in rows[0]:
+        raise UserError(f"{run_dir} has no per-item keys; is it an eval run?")
+    return {(r["task"], r["key"]): r["correct"] for r in rows}
+
+
+def run_compare(run_a: str, run_b: str, console: Console) -> dict:
+    a, b = read_samples(run_a), read_samples(run_b)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise UserError(
+            f"{run_a} and {run_b} scored no item in common; compare runs on the same tasks, split and seed"
+        )
+    table = Table(title=f"paired comparison: B = {run_b} vs A = {run_a}")
+    for column in ("task", "n paired", "acc A", "acc B", "B - A", "95% CI (bootstrap)", "p (McNemar)"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    out = {}
+    for task in sorted({t for t, _ in shared}) + ["all"]:
+        keys = [k for k in shared if task in ("all", k[0])]
+        xa = [bool(a[k]) for k in keys]
+        xb = [bool(b[k]) for k in keys]
+        only_a = sum(x and not y for x, y in zip(xa, xb, strict=True))
+        only_b = sum(y and not x for x, y in zip(xa, xb, strict=True))
+        diff, lo, hi = paired_bootstrap(xa, xb)
+        p = mcnemar_exact(only_a, only_b)
+        out[task] = {
+            "n": len(keys),
+            "acc_a": sum(xa) / len(keys),
+            "acc_b": sum(xb) / len(keys),
+            "diff": diff,
+            "ci95": [lo, hi],
+            "p_value": p,
+        }
+        table.add_row(
+            task,
+            str(len(keys)),
+            f"{out[task]['acc_a']:.3f}",
+            f"{out[task]['acc_b']:.3f}",
+            f"{diff:+.3f}",
+            f"[{lo:+.3f}, {hi:+.3f}]",
+            f"{p:.4g}",
+        )
+    console.print(table)
+    return out
