@@ -114,6 +114,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
             help_text = (field.description or "") + (
                 "" if default in (None, []) else f" (default: {default})"
             )
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if isinstance(extra, dict) and extra.get("positional"):
             parser.add_argument(name, metavar=name.upper(), help=help_text)
             continue
@@ -166,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         p = sub.add_parser(
             name,
-            help=command.help,
-            description=command.help,
+            help=command.help.replace("%", "%%"),
+            description=command.help.replace("%", "%%"),
             epilog="Settings can also come from --config FILE.yaml and key=value overrides (YAML < flags < overrides).",
             allow_abbrev=False,
         )

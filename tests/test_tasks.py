@@ -1,0 +1,141 @@
+"""Task families: every reference passes its own verifier, wrong answers fail, splits are disjoint."""
+
+import random
+import tempfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from selfbake import tasks
+from selfbake.errors import UserError
+from selfbake.tasks.extract import extract_code, extract_number, last_boxed
+from selfbake.tools import get_tools
+
+PROCEDURAL = ["arithmetic", "rpn", "brackets", "bignum", "lookup", "fileread"]
+
+
+def wrong_answer(task_name: str, answer: str) -> str:
+    if task_name == "brackets":
+        tokens = answer.split()
+        return " ".join(tokens + [tokens[-1]])  # one bracket too many
+    return str(int(answer) + 1)
+
+
+@pytest.mark.parametrize("name", PROCEDURAL)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), difficulty_index=st.integers(0, 4))
+def test_reference_passes_and_wrong_fails(name, seed, difficulty_index):
+    task = tasks.get(name)
+    difficulty = task.difficulties[difficulty_index % len(task.difficulties)]
+    item = task.sample(random.Random(seed), difficulty)
+    assert task.verify(item, item.answer)
+    assert task.verify(item, f"Let me work it out step by step.\n2 + 3 = 5\nAnswer: {item.answer}")
+    assert not task.verify(item, wrong_answer(name, item.answer))
+    assert not task.verify(item, "I don't know.")
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), difficulty=st.sampled_from([1, 2]))
+def test_coderepair_reference_passes_and_buggy_fails(seed, difficulty):
+    task = tasks.get("coderepair")
+    item = task.sample(random.Random(seed), difficulty)
+    assert task.verify(item, f"Here is the fix:\n```python\n{item.answer}```\nDone.")
+    assert not task.verify(item, f"```python\n{item.metadata['buggy']}```")
+    assert not task.verify(item, "no code here")
+
+
+def test_arithmetic_difficulty_sets_operand_count():
+    task = tasks.get("arithmetic")
+    for difficulty in task.difficulties:
+        item = task.sample(random.Random(1), difficulty)
+        operators = sum(item.metadata["expression"].count(op) for op in (" + ", " - ", " * "))
+        assert operators == difficulty  # difficulty d has d + 1 operands
+
+
+def test_tool_families_are_answerable_with_their_tools():
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in ("lookup", "fileread"):
+            task = tasks.get(name)
+            tool = get_tools(list(task.tools), task.prepare(workdir))[0]
+            item = task.sample(random.Random(3), 1)
+            if name == "lookup":
+                name_ = item.metadata["name"].replace("'", "''")
+                result = tool(f"select {item.metadata['field']} from people where name = '{name_}'")
+            else:
+                result = tool(f"records/{item.metadata['id']}.txt")
+            assert item.answer in result
+        lookup = tasks.get("lookup")
+        hard = lookup.sample(random.Random(5), 2)
+        sql = get_tools(["sql_query"], lookup.prepare(workdir))[0]
+        query = f"select count(*) from people where city = '{hard.metadata['city']}' and age > {hard.metadata['older_than']}"
+        assert sql(query).splitlines()[1] == hard.answer
+
+
+@pytest.mark.parametrize("name", PROCEDURAL + ["coderepair"])
+def test_splits_are_disjoint_and_frozen(name):
+    task = tasks.get(name)
+    a = tasks.splits(task, 40, 20, 30, seed=7)
+    assert not (a.keys("train") & a.keys("test"))
+    assert not (a.keys("dev") & a.keys("test"))
+    assert not (a.keys("train") & a.keys("dev"))
+    assert len(a.test) == 30 and len(a.train) == 40 and len(a.dev) == 20
+    b = tasks.splits(task, 5, 5, 30, seed=7)
+    assert [i.key for i in b.test] == [i.key for i in a.test]  # test depends only on the seed
+    c = tasks.splits(task, 40, 20, 30, seed=8)
+    assert [i.key for i in c.test] != [i.key for i in a.test]
+
+
+def test_splits_exclude_test_items_even_when_the_generator_repeats():
+    task = tasks.get("arithmetic")
+    s = tasks.splits(task, 60, 0, 60, seed=0, difficulty=1)  # 2-operand items repeat often
+    assert not (s.keys("train") & s.keys("test"))
+    with pytest.raises(ValueError, match="cannot make"):
+        tasks.splits(tasks.get("brackets"), 500, 0, 500, seed=0, difficulty=1)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("12 + 7 = 19\n19 * 2 = 38\nAnswer: 38", "38"),
+        ("The answer is 1,234.", "1234"),
+        ("so the final answer is -17 apples", "-17"),
+        ("First 3 + 4 = 7, then 7 * 6 = 42", "42"),
+        ("#### 72", "72"),
+        ("Therefore $\\boxed{56}$ is right, not 57", "56"),
+        ("answer: 12.0", "12"),
+        ("Answer: $5", "5"),
+        ("no digits", None),
+        ("Answer: 3\nWait, re-checking: 3 + 0 = 3\nAnswer: 4", "4"),
+    ],
+)
+def test_extract_number_on_messy_outputs(text, expected):
+    assert extract_number(text) == expected
+
+
+def test_extract_brackets_and_code():
+    brackets = tasks.get("brackets")
+    assert brackets.extract("Open: ( [ so we close.\nAnswer: ] )") == "] )"
+    assert brackets.extract("thinking...\n])") == "] )"
+    assert brackets.extract("none") is None
+    assert extract_code("text\n```python\ndef f():\n    return 1\n```\nmore") == "def f():\n    return 1"
+    assert extract_code("Sure: def g(x): return x") == "def g(x): return x"
+    assert last_boxed("a \\boxed{\\frac{1}{2}} b") == "\\frac{1}{2}"
+
+
+def test_registry():
+    assert set(PROCEDURAL) <= set(tasks.names())
+    assert {
+        "gsm8k",
+        "mmlu",
+        "arc_easy",
+        "arc_challenge",
+        "hellaswag",
+        "humaneval",
+        "math",
+        "strategyqa",
+    } <= set(tasks.names())
+    with pytest.raises(UserError, match="did you mean 'arithmetic'"):
+        tasks.get("arithmetc")
+    with pytest.raises(UserError, match="takes no data path"):
+        tasks.get("arithmetic:/x.jsonl")
