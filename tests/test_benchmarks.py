@@ -136,7 +136,7 @@ def test_acc_and_acc_norm(llama):
         lls = record["loglikelihoods"]
         item = task.items()[record["index"]]
         best = max(range(4), key=lambda j: lls[j])
-        best_norm = max(range(4), key=lambda j: lls[j] / len(item.choices[j]))
+        best_norm = max(range(4), key=lambda j: lls[j] / len(item.choices[j].removeprefix(" ")))
         assert record["correct"] == (best == item.gold)
         assert record["correct_norm"] == (best_norm == item.gold)
     assert result.accuracy == sum(r["correct"] for r in result.records) / 8

@@ -157,7 +157,12 @@ def _score_choices(model, tokenizer, task, items, system, chat, batch_size, on_b
         lls = [scores[cursor + j][0] for j in range(len(item.choices))]
         cursor += len(item.choices)
         pick = max(range(len(lls)), key=lambda j: lls[j])
-        pick_norm = max(range(len(lls)), key=lambda j: lls[j] / max(len(item.choices[j]), 1))
+        # acc_norm divides by the choice's length in characters, without the target delimiter (lm-eval)
+        lengths = [
+            len(c) - len(task.target_delimiter) if c.startswith(task.target_delimiter) else len(c)
+            for c in item.choices
+        ]
+        pick_norm = max(range(len(lls)), key=lambda j: lls[j] / max(lengths[j], 1))
         acc += pick == item.gold
         acc_norm += pick_norm == item.gold
         records.append(
