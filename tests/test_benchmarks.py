@@ -174,3 +174,15 @@ def test_pass_at_k():
     assert math.isclose(pass_at_k(5, 2, 2), 1 - math.comb(3, 2) / math.comb(5, 2))
     with pytest.raises(ValueError):
         pass_at_k(2, 1, 5)
+
+
+def test_scoring_with_task_tools_and_pass_at_k(llama):
+    model, tok = llama
+    lookup = tasks.get("lookup")
+    result = score(model, tok, lookup, lookup.generate_items(4, 0), tools=list(lookup.tools), max_new_tokens=8)
+    assert result.n == 4 and "tool_call_rate" in result.metrics
+    assert all("tool_calls" in r for r in result.records)
+    code = tasks.get("coderepair")
+    sampled = score(model, tok, code, code.generate_items(3, 0), k=3, max_new_tokens=8)
+    assert set(sampled.metrics) == {"pass@1", "pass@3"}
+    assert all(len(r["samples"]) == 3 and len(r["verdicts"]) == 3 for r in sampled.records)
