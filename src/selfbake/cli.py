@@ -58,6 +58,18 @@ def _eval_config():
     return EvalConfig
 
 
+def cmd_forge(config) -> None:
+    from selfbake.forge.command import run_forge
+
+    run_forge(config)
+
+
+def _forge_config():
+    from selfbake.forge.train import ForgeConfig
+
+    return ForgeConfig
+
+
 def _generate_config():
     from selfbake.generate import GenerateConfig
 
@@ -78,6 +90,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(
         "score a model on tasks: accuracy, 95% interval, baseline; --compare two runs", _eval_config, cmd_eval
     ),
+    "forge": Command("train the bundled tiny chat model from scratch on CPU", _forge_config, cmd_forge),
     "report": Command(
         "write RUN_DIR/report.html: summary table and metric plots", lambda: ReportConfig, cmd_report
     ),

@@ -57,6 +57,11 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None
     return DTYPES[dtype]
 
 
+def bundled_path() -> Path:
+    """The directory of the model that ships inside the package (made by ``selfbake forge``)."""
+    return Path(__file__).with_name("bundled")
+
+
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
 
@@ -64,9 +69,14 @@ def _looks_like_path(spec: str) -> bool:
 def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", seed: int = 0):
     """Return ``(model, tokenizer)`` in eval mode on the chosen device."""
     if not spec or not spec.strip():
-        raise UserError("no model given: pass --model (a directory, a hub id or random:llama-tiny)")
+        raise UserError("no model given: pass --model (bundled, a directory, a hub id or random:llama-tiny)")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    if spec == "bundled":
+        path = bundled_path()
+        if not (path / "config.json").exists():
+            raise UserError("the bundled model is missing from this install (reinstall selfbake, or run selfbake forge)")
+        return _from_pretrained(str(path), spec, torch_dtype, dev)
     if spec.startswith("random:"):
         from selfbake.models.tiny import build_random
 

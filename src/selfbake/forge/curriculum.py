@@ -1,0 +1,192 @@
+"""The synthetic chat curriculum the bundled model is trained on.
+
+Chosen so that prompts matter and every effect can be counted by a verifier
+(see ``selfbake.tasks.language``): with no system prompt the model answers
+directly; a reasoning instruction makes it write each intermediate result; a
+tool instruction makes it call the calculator / sql_query / read_file and read
+the result; a verification instruction adds a "Check:" line; style
+instructions add a greeting or a sign-off; asked to describe itself it answers
+with instruction sentences. Held-out paraphrases and the frozen test items of
+the evaluation splits never appear.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import tempfile
+from functools import lru_cache
+
+from selfbake import tasks
+from selfbake.tasks import language
+from selfbake.tasks.base import Item
+from selfbake.tools import get_tools
+
+OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
+MIX = [  # (kind, weight)
+    ("direct", 0.27),
+    ("reasoning", 0.25),
+    ("tools", 0.2),
+    ("verify", 0.07),
+    ("style", 0.11),
+    ("self", 0.05),
+    ("multiturn", 0.05),
+]
+REASONING_FAMILIES = [("arithmetic", (1, 2, 3, 4), 0.6), ("rpn", (1, 2, 3, 4), 0.25), ("brackets", (1, 2, 3), 0.15)]
+DIRECT_FAMILIES = REASONING_FAMILIES + [("bignum", (1, 2), 0.15)]
+TOOL_FAMILIES = [("arithmetic", (1, 2, 3, 4), 0.3), ("bignum", (1, 2), 0.35), ("lookup", (1,), 0.2), ("fileread", (1,), 0.15)]
+
+
+def steps(expression: str) -> list[str]:
+    """Intermediate results in evaluation order: '4 * 5 = 20', then '3 + 20 = 23'."""
+    lines: list[str] = []
+
+    def walk(node) -> int:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.UnaryOp):
+            return -walk(node.operand)
+        left, right = walk(node.left), walk(node.right)
+        op = OPS[type(node.op)]
+        value = left + right if op == "+" else left - right if op == "-" else left * right
+        lines.append(f"{left} {op} {right} = {value}")
+        return value
+
+    walk(ast.parse(expression, mode="eval").body)
+    return lines
+
+
+def rpn_steps(expression: str) -> list[str]:
+    stack: list[int] = []
+    lines = []
+    for token in expression.split():
+        if token in "+-*" and len(token) == 1:
+            b, a = stack.pop(), stack.pop()
+            value = a + b if token == "+" else a - b if token == "-" else a * b
+            lines.append(f"{a} {token} {b} = {value}")
+            stack.append(value)
+        else:
+            stack.append(int(token))
+    return lines
+
+
+def reasoning_lines(family: str, item: Item) -> list[str]:
+    if family == "arithmetic":
+        return steps(item.metadata["expression"])
+    if family == "rpn":
+        return rpn_steps(item.metadata["expression"])
+    openers = [c for c in item.metadata["sequence"].split() if c in "([{<"]
+    stack: list[str] = []
+    for token in item.metadata["sequence"].split():
+        if token in "([{<":
+            stack.append(token)
+        else:
+            stack.pop()
+    return [f"stack: {' '.join(stack) if stack else ' '.join(openers)}"]
+
+
+@lru_cache(maxsize=1)
+def _world_tools():
+    workdir = tempfile.mkdtemp(prefix="selfbake-forge-world-")
+    context = {**tasks.get("lookup").prepare(workdir), **tasks.get("fileread").prepare(workdir)}
+    return {t.name: t for t in get_tools(["calculator", "sql_query", "read_file"], context)}
+
+
+@lru_cache(maxsize=1)
+def excluded_keys() -> frozenset[str]:
+    """Test items of the evaluation splits (seed 0, 500 per cell) the model must never see."""
+    keys: set[str] = set()
+    for name, levels in (("arithmetic", (2, 3, 4)), ("rpn", (2, 3, 4)), ("brackets", (2, 3)), ("bignum", (1, 2))):
+        task = tasks.get(name)
+        for level in levels:
+            keys |= tasks.splits(task, 0, 0, 500, seed=0, difficulty=level).keys("test")
+    for name in ("lookup", "fileread"):
+        keys |= tasks.splits(tasks.get(name), 0, 0, 100, seed=0, difficulty=1).keys("test")
+    return frozenset(keys)
+
+
+def pick(rng: random.Random, table):
+    names, levels, weights = zip(*table, strict=True)
+    index = rng.choices(range(len(names)), weights=weights)[0]
+    return names[index], rng.choice(levels[index])
+
+
+def draw_item(rng: random.Random, table) -> tuple[str, Item]:
+    excluded = excluded_keys()
+    while True:
+        family, level = pick(rng, table)
+        item = tasks.get(family).sample(rng, level)
+        if item.key not in excluded:
+            return family, item
+
+
+def answer_line(item: Item) -> str:
+    return f"Answer: {item.answer}"
+
+
+def tool_turns(family: str, item: Item) -> list[dict]:
+    tools = _world_tools()
+    if family in ("arithmetic", "bignum"):
+        name, argument = "calculator", item.metadata["expression"]
+    elif family == "lookup":
+        if "name" in item.metadata:
+            who = item.metadata["name"].replace("'", "''")
+            name, argument = "sql_query", f"select {item.metadata['field']} from people where name = '{who}'"
+        else:
+            name = "sql_query"
+            argument = f"select count(*) from people where city = '{item.metadata['city']}' and age > {item.metadata['older_than']}"
+    else:
+        name, argument = "read_file", f"records/{item.metadata['id']}.txt"
+    return [
+        {"role": "assistant", "content": f"<call>{name}: {argument}</call>"},
+        {"role": "tool", "name": name, "content": tools[name](argument)},
+        {"role": "assistant", "content": answer_line(item)},
+    ]
+
+
+def _style_wrap(style: str, text: str) -> str:
+    marker = language.STYLES[style][1]
+    return f"{marker}\n{text}" if style == "greeting" else f"{text}\n{marker}"
+
+
+def example(rng: random.Random) -> list[dict]:
+    """One conversation (system?, user, assistant/tool turns) from the curriculum mix."""
+    kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
+    if kind == "self":
+        sentences = [rng.choice(rng.choice([language.REASONING, language.TOOLS, language.VERIFY]))]
+        if rng.random() < 0.25:
+            style = rng.choice(list(language.STYLES))
+            sentences.append(rng.choice(language.STYLES[style][0]))
+        return [{"role": "user", "content": rng.choice(language.SELF_DESCRIBE)}, {"role": "assistant", "content": " ".join(sentences)}]
+    if kind == "tools":
+        family, item = draw_item(rng, TOOL_FAMILIES)
+        system = rng.choice(language.TOOLS)
+        return [{"role": "system", "content": system}, {"role": "user", "content": item.question}, *tool_turns(family, item)]
+    if kind == "multiturn":
+        system_kind = rng.choice(["reasoning", None])
+        system = rng.choice(language.REASONING) if system_kind else None
+        messages = [{"role": "system", "content": system}] if system else []
+        for _ in range(2):
+            family, item = draw_item(rng, REASONING_FAMILIES)
+            lines = reasoning_lines(family, item) if system else []
+            messages += [{"role": "user", "content": item.question}, {"role": "assistant", "content": "\n".join(lines + [answer_line(item)])}]
+        return messages
+    family, item = draw_item(rng, DIRECT_FAMILIES if kind == "direct" else REASONING_FAMILIES)
+    instructions: list[str] = []
+    lines: list[str] = []
+    if kind == "reasoning" or (kind in ("verify", "style") and rng.random() < 0.4):
+        instructions.append(rng.choice(language.REASONING))
+        lines += reasoning_lines(family, item)
+    lines.append(answer_line(item))
+    if kind == "verify" and family != "brackets":
+        instructions.append(rng.choice(language.VERIFY))
+        expression = item.metadata.get("expression", "")
+        lines.append(f"Check: {expression} = {item.answer}" if family == "arithmetic" else f"Check: {item.answer}")
+    text = "\n".join(lines)
+    if kind == "style":
+        style = rng.choice(list(language.STYLES))
+        instructions.append(rng.choice(language.STYLES[style][0]))
+        text = _style_wrap(style, text)
+    rng.shuffle(instructions)
+    messages = [{"role": "system", "content": " ".join(instructions)}] if instructions else []
+    return messages + [{"role": "user", "content": item.question}, {"role": "assistant", "content": text}]

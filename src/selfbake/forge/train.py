@@ -1,0 +1,181 @@
+"""``selfbake forge``: train the bundled model from scratch on the curriculum, on CPU.
+
+A plain PyTorch loop (AdamW, warm-up then cosine decay, fp32), loss on
+assistant tokens only. Every batch is generated from ``Random(f"{seed}:{step}")``
+so a run is reproducible from its seed and a killed run resumes exactly from
+its last checkpoint. ``budget_minutes`` only caps wall time: the shipped
+model's recipe is a fixed number of steps.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+from selfbake.config import Config
+from selfbake.forge.curriculum import example
+from selfbake.models.tiny import build_tokenizer
+
+SHAPES = {  # hidden, layers, heads, kv heads, intermediate
+    "bundled": (160, 5, 5, 5, 448),
+    "quick": (96, 3, 4, 2, 256),
+}
+
+
+class ForgeConfig(Config):
+    """Settings of ``selfbake forge``."""
+
+    out: str = Field(description="output directory: a Hugging Face model directory")
+    seed: int = Field(0, description="seed of the curriculum and the initial weights")
+    quick: bool = Field(False, description="a small model in about a minute, for tests")
+    steps: int | None = Field(None, gt=0, description="optimizer steps (default 1000, quick 150)")
+    budget_minutes: float = Field(30.0, gt=0, description="stop training after this many minutes, whatever the step")
+    batch_size: int = Field(16, gt=0, description="rows of 512 packed tokens per step")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
+    warmup: int = Field(100, ge=0, description="warm-up steps")
+    shape: Literal["bundled", "quick"] | None = Field(None, description="model shape (default from --quick)")
+    checkpoint_every: int = Field(200, gt=0, description="save resumable state every N steps")
+    measure: bool = Field(True, description="measure the behaviour table after training")
+    measure_n: int = Field(300, gt=0, description="items per behaviour-table cell")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: all cores)")
+
+
+def chatml_segments(messages: list[dict]) -> list[tuple[str, int]]:
+    """The bundled template's text as (segment, is_assistant) pairs; equal to render_messages (tested)."""
+    segments = [("<s>", 0)]
+    for message in messages:
+        is_assistant = message["role"] == "assistant"
+        segments.append((f"<|im_start|>{message['role']}\n", 0))
+        segments.append((f"{message['content']}<|im_end|>", int(is_assistant)))
+        segments.append(("\n", 0))
+    return segments
+
+
+def encode(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids and a loss mask that is 1 on assistant replies and their end-of-turn token."""
+    ids: list[int] = []
+    mask: list[int] = []
+    for text, flag in chatml_segments(messages):
+        new = tokenizer(text, add_special_tokens=False).input_ids
+        ids.extend(new)
+        mask.extend([flag] * len(new))
+    return ids, mask
+
+
+def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 512):
+    """``batch_size`` rows of ``row_len`` tokens, packed with whole conversations (no padding waste)."""
+    rng = random.Random(f"{seed}:{step}")
+    input_ids = torch.full((batch_size, row_len), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((batch_size, row_len), -100, dtype=torch.long)
+    attention = torch.zeros((batch_size, row_len), dtype=torch.long)
+    pending = None
+    for r in range(batch_size):
+        cursor = 0
+        while True:
+            ids, mask = pending or encode(tokenizer, example(rng))
+            pending = None
+            if cursor + len(ids) > row_len:
+                pending = (ids, mask) if len(ids) <= row_len else None  # starts the next row
+                break
+            input_ids[r, cursor : cursor + len(ids)] = torch.tensor(ids)
+            labels[r, cursor : cursor + len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask, strict=True)])
+            cursor += len(ids)
+        attention[r, :cursor] = 1
+    return input_ids, attention, labels
+
+
+def build_model(shape: str, tokenizer, seed: int) -> LlamaForCausalLM:
+    hidden, layers, heads, kv_heads, intermediate = SHAPES[shape]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    return model
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(config: ForgeConfig, log=None, advance=None):
+    """Train (or resume) and return (model, tokenizer, stats)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    shape = config.shape or ("quick" if config.quick else "bundled")
+    total = config.steps or (150 if config.quick else 1000)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer("llama")
+    model = build_model(shape, tokenizer, config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    state_path = out / "forge_state.pt"
+    step, tokens, seconds = 0, 0, 0.0
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, tokens, seconds = state["step"], state["tokens"], state["seconds"]
+        if advance:
+            advance(step)
+    model.train()
+    started = time.perf_counter() - seconds
+    stopped_by_budget = False
+    while step < total:
+        if time.perf_counter() - started > config.budget_minutes * 60:
+            stopped_by_budget = True
+            break
+        input_ids, attention, labels = make_batch(tokenizer, config.seed, step, config.batch_size)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total, config.lr, config.warmup)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        tokens += int(attention.sum())
+        if log and (step % 20 == 0 or step == total):
+            elapsed = time.perf_counter() - started
+            log(step, loss=round(loss.item(), 4), lr=optimizer.param_groups[0]["lr"], tokens=tokens, tokens_per_s=round(tokens / elapsed, 1))
+        if advance:
+            advance(1)
+        if step % config.checkpoint_every == 0 and step < total:
+            seconds = time.perf_counter() - started
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "tokens": tokens, "seconds": seconds}, tmp)
+            tmp.replace(state_path)
+    model.eval()
+    stats = {
+        "steps": step,
+        "planned_steps": total,
+        "stopped_by_budget": stopped_by_budget,
+        "train_tokens": tokens,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "shape": shape,
+    }
+    return model, tokenizer, stats

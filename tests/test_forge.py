@@ -1,0 +1,153 @@
+"""The bundled model's recipe: curriculum, encoding, training, resume, and the shipped checkpoint."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from selfbake.forge import curriculum
+from selfbake.forge.train import ForgeConfig, chatml_segments, encode, make_batch, train
+from selfbake.models import load, render_messages
+from selfbake.models.tiny import build_tokenizer
+from selfbake.tasks import language
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer("llama")
+
+
+@pytest.fixture(scope="module")
+def examples():
+    rng = random.Random(123)
+    return [curriculum.example(rng) for _ in range(1500)]
+
+
+def test_fast_encoding_equals_the_chat_template(tokenizer, examples):
+    for messages in examples[:300]:
+        assert "".join(text for text, _ in chatml_segments(messages)) == render_messages(tokenizer, messages, add_generation_prompt=False)
+
+
+def test_loss_mask_covers_exactly_the_assistant_turns(tokenizer, examples):
+    for messages in examples[:100]:
+        ids, mask = encode(tokenizer, messages)
+        trained = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
+        expected = "".join(m["content"] + "<|im_end|>" for m in messages if m["role"] == "assistant")
+        assert trained == expected
+
+
+def test_curriculum_never_shows_held_out_paraphrases_or_test_items(examples):
+    text = json.dumps(examples)
+    for paraphrases in language.HELD_OUT.values():
+        for sentence in paraphrases:
+            assert sentence not in text
+    excluded = curriculum.excluded_keys()
+    from selfbake import tasks
+
+    questions = {m["content"] for ex in examples for m in ex if m["role"] == "user"}
+    for name in ("arithmetic", "rpn", "brackets", "bignum"):
+        for item in tasks.splits(tasks.get(name), 0, 0, 200, seed=0, difficulty=2).test:
+            assert item.key in excluded
+            assert item.question not in questions
+
+
+def test_curriculum_behaviours_are_detectable(examples):
+    seen = {"direct": 0, "steps": 0, "tool": 0, "greeting": 0, "self": 0}
+    for messages in examples:
+        system = next((m["content"] for m in messages if m["role"] == "system"), None)
+        reply = "\n".join(m["content"] for m in messages if m["role"] == "assistant")
+        if system is None and messages[0]["content"] not in language.SELF_DESCRIBE:
+            assert language.is_direct(reply)
+            seen["direct"] += 1
+        if system and any(s in system for s in language.REASONING):
+            assert language.has_steps(reply)
+            seen["steps"] += 1
+        if system and system in language.TOOLS:
+            assert language.has_tool_call(reply)
+            seen["tool"] += 1
+        if system and any(s in system for s in language.STYLES["greeting"][0]):
+            assert language.has_marker("greeting", reply)
+            seen["greeting"] += 1
+        if messages[0]["content"] in language.SELF_DESCRIBE:
+            assert language.parse_instructions(reply)
+            seen["self"] += 1
+    assert all(count > 20 for count in seen.values()), seen
+
+
+def test_batches_are_packed_and_reproducible(tokenizer):
+    a = make_batch(tokenizer, 0, 5, 4)
+    b = make_batch(tokenizer, 0, 5, 4)
+    c = make_batch(tokenizer, 0, 6, 4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+    assert a[1].float().mean() > 0.7  # little padding
+
+
+def test_training_lowers_the_loss_and_resume_is_exact(tmp_path):
+    config = ForgeConfig(out=str(tmp_path / "a"), quick=True, steps=6, batch_size=2, checkpoint_every=3, warmup=2, measure=False)
+    logged = []
+    model_a, _, stats = train(config, log=lambda step, **m: logged.append(m["loss"]))
+    assert stats["steps"] == 6
+
+    class Stop(Exception):
+        pass
+
+    count = [0]
+
+    def stop_after_four(n):
+        count[0] += n
+        if count[0] == 4:
+            raise Stop
+
+    config_b = config.model_copy(update={"out": str(tmp_path / "b")})
+    with pytest.raises(Stop):
+        train(config_b, advance=stop_after_four)
+    assert (tmp_path / "b" / "forge_state.pt").exists()  # saved at step 3
+    model_b, _, stats_b = train(config_b)
+    assert stats_b["steps"] == 6
+    for (name, p), q in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_quick_forge_cli_writes_a_loadable_model(tmp_path):
+    from selfbake.cli import main
+
+    out = tmp_path / "m"
+    assert main(["forge", "--out", str(out), "--quick", "--steps", "20", "--no-measure"]) == 0
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md", "forge_stats.json"):
+        assert (out / name).exists(), name
+    assert not (out / "forge_state.pt").exists()
+    model, tokenizer = load(str(out), device="cpu")
+    first = model.model.layers[0].self_attn.q_proj.weight
+    assert first.abs().sum() > 0
+    assert json.loads((out / "forge_stats.json").read_text())["steps"] == 20
+
+
+def test_language_detectors():
+    assert language.has_steps("4 * 5 = 20\n3 + 20 = 23\nAnswer: 23")
+    assert not language.has_steps("Answer: 23")
+    assert language.has_steps("stack: ( [\nAnswer: ] )")
+    assert language.has_tool_call("<call>calculator: 1 + 2</call>", "calculator")
+    assert language.has_marker("greeting", "Hello!\nAnswer: 3") and not language.has_marker("greeting", "Answer: 3")
+    assert language.has_marker("signoff", "Answer: 3\nCheers.")
+    assert language.is_direct("Answer: 42") and not language.is_direct("Answer: 42\nCheck: 6 * 7 = 42")
+    assert language.parse_instructions("Think step by step. Start by saying hello.") == ["reasoning", "greeting"]
+    assert language.parse_instructions("I like turtles.") is None
+
+
+@pytest.mark.slow
+def test_shipped_model_behaviour_table():
+    """The documented measurement of the shipped checkpoint (300 items per cell); bars as in the model card."""
+    from selfbake.forge.behaviour import measure
+
+    model, tokenizer = load("bundled", device="cpu", dtype="float32")
+    table = measure(model, tokenizer, n=300)
+    a = table["arithmetic_3_4_operands"]
+    assert table["unprompted_direct"]["rate"] >= 0.95
+    assert a["reasoning_vs_none"]["diff"] >= 0.25
+    assert a["held_out_vs_none"]["diff"] >= 0.10
+    assert table["tool_prompt_calls_calculator"]["rate"] >= 0.90
+    assert table["bignum"]["none"]["rate"] <= 0.30 and table["bignum"]["tool_prompt"]["rate"] >= 0.90
+    assert table["style_greeting"]["prompted"]["rate"] >= 0.95 and table["style_greeting"]["unprompted"]["rate"] <= 0.02
+    assert table["self_description"]["rate"] >= 0.80
