@@ -19,7 +19,7 @@ def run_forge(config: ForgeConfig) -> Path:
     out = Path(config.out)
     run = RunDir(out / "forge-run", overwrite=True)
     run.write_config(config.model_dump(mode="json"))
-    total = config.steps or (150 if config.quick else 1000)
+    total = config.steps or (150 if config.quick else 1350)
     with progress_bar(total, "forging") as advance:
         model, tokenizer, stats = train(config, log=run.log, advance=advance)
     stats.update(torch=torch.__version__, machine=f"{platform.machine()}, {torch.get_num_threads()} threads")

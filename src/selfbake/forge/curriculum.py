@@ -24,15 +24,16 @@ from selfbake.tools import get_tools
 
 OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
 MIX = [  # (kind, weight)
-    ("direct", 0.27),
-    ("reasoning", 0.25),
-    ("tools", 0.2),
-    ("verify", 0.07),
-    ("style", 0.11),
+    ("direct", 0.22),
+    ("reasoning", 0.34),
+    ("tools", 0.18),
+    ("verify", 0.06),
+    ("style", 0.10),
     ("self", 0.05),
     ("multiturn", 0.05),
 ]
-REASONING_FAMILIES = [("arithmetic", (1, 2, 3, 4), 0.6), ("rpn", (1, 2, 3, 4), 0.25), ("brackets", (1, 2, 3), 0.15)]
+# reasoning leans on the 3-4 operand levels the behaviour table measures
+REASONING_FAMILIES = [("arithmetic", (1, 2, 2, 3, 3, 4), 0.65), ("rpn", (1, 2, 3, 4), 0.22), ("brackets", (1, 2, 3), 0.13)]
 DIRECT_FAMILIES = REASONING_FAMILIES + [("bignum", (1, 2), 0.15)]
 TOOL_FAMILIES = [("arithmetic", (1, 2, 3, 4), 0.3), ("bignum", (1, 2), 0.35), ("lookup", (1,), 0.2), ("fileread", (1,), 0.15)]
 

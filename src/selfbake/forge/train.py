@@ -35,7 +35,7 @@ class ForgeConfig(Config):
     out: str = Field(description="output directory: a Hugging Face model directory")
     seed: int = Field(0, description="seed of the curriculum and the initial weights")
     quick: bool = Field(False, description="a small model in about a minute, for tests")
-    steps: int | None = Field(None, gt=0, description="optimizer steps (default 1000, quick 150)")
+    steps: int | None = Field(None, gt=0, description="optimizer steps (default 1350, quick 150)")
     budget_minutes: float = Field(30.0, gt=0, description="stop training after this many minutes, whatever the step")
     batch_size: int = Field(16, gt=0, description="rows of 512 packed tokens per step")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
@@ -126,7 +126,7 @@ def train(config: ForgeConfig, log=None, advance=None):
     if config.threads:
         torch.set_num_threads(config.threads)
     shape = config.shape or ("quick" if config.quick else "bundled")
-    total = config.steps or (150 if config.quick else 1000)
+    total = config.steps or (150 if config.quick else 1350)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer("llama")
