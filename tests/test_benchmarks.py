@@ -179,7 +179,9 @@ def test_pass_at_k():
 def test_scoring_with_task_tools_and_pass_at_k(llama):
     model, tok = llama
     lookup = tasks.get("lookup")
-    result = score(model, tok, lookup, lookup.generate_items(4, 0), tools=list(lookup.tools), max_new_tokens=8)
+    result = score(
+        model, tok, lookup, lookup.generate_items(4, 0), tools=list(lookup.tools), max_new_tokens=8
+    )
     assert result.n == 4 and "tool_call_rate" in result.metrics
     assert all("tool_calls" in r for r in result.records)
     code = tasks.get("coderepair")

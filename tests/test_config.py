@@ -43,8 +43,11 @@ def test_malformed_and_non_mapping_yaml(tmp_path):
 def test_validation_messages():
     with pytest.raises(UserError, match="max_new_tokens: Input should be greater than 0"):
         resolve(GenerateConfig, flags={"model": "m", "prompt": "p", "max_new_tokens": 0})
-    with pytest.raises(UserError, match="missing required setting 'model'"):
-        resolve(GenerateConfig, flags={"prompt": "p"})
+    assert resolve(GenerateConfig, flags={"prompt": "p"}).model == "bundled"  # the default model
+    from selfbake.cli import ReportConfig
+
+    with pytest.raises(UserError, match="missing required setting 'run_dir'"):
+        resolve(ReportConfig, flags={})
     with pytest.raises(UserError, match="empty prompt"):
         resolve(GenerateConfig, flags={"model": "m", "prompt": "  "})
 

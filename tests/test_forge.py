@@ -26,7 +26,9 @@ def examples():
 
 def test_fast_encoding_equals_the_chat_template(tokenizer, examples):
     for messages in examples[:300]:
-        assert "".join(text for text, _ in chatml_segments(messages)) == render_messages(tokenizer, messages, add_generation_prompt=False)
+        assert "".join(text for text, _ in chatml_segments(messages)) == render_messages(
+            tokenizer, messages, add_generation_prompt=False
+        )
 
 
 def test_loss_mask_covers_exactly_the_assistant_turns(tokenizer, examples):
@@ -85,7 +87,15 @@ def test_batches_are_packed_and_reproducible(tokenizer):
 
 
 def test_training_lowers_the_loss_and_resume_is_exact(tmp_path):
-    config = ForgeConfig(out=str(tmp_path / "a"), quick=True, steps=6, batch_size=2, checkpoint_every=3, warmup=2, measure=False)
+    config = ForgeConfig(
+        out=str(tmp_path / "a"),
+        quick=True,
+        steps=6,
+        batch_size=2,
+        checkpoint_every=3,
+        warmup=2,
+        measure=False,
+    )
     logged = []
     model_a, _, stats = train(config, log=lambda step, **m: logged.append(m["loss"]))
     assert stats["steps"] == 6
@@ -129,10 +139,15 @@ def test_language_detectors():
     assert not language.has_steps("Answer: 23")
     assert language.has_steps("stack: ( [\nAnswer: ] )")
     assert language.has_tool_call("<call>calculator: 1 + 2</call>", "calculator")
-    assert language.has_marker("greeting", "Hello!\nAnswer: 3") and not language.has_marker("greeting", "Answer: 3")
+    assert language.has_marker("greeting", "Hello!\nAnswer: 3") and not language.has_marker(
+        "greeting", "Answer: 3"
+    )
     assert language.has_marker("signoff", "Answer: 3\nCheers.")
     assert language.is_direct("Answer: 42") and not language.is_direct("Answer: 42\nCheck: 6 * 7 = 42")
-    assert language.parse_instructions("Think step by step. Start by saying hello.") == ["reasoning", "greeting"]
+    assert language.parse_instructions("Think step by step. Start by saying hello.") == [
+        "reasoning",
+        "greeting",
+    ]
     assert language.parse_instructions("I like turtles.") is None
 
 
@@ -149,5 +164,8 @@ def test_shipped_model_behaviour_table():
     assert a["held_out_vs_none"]["diff"] >= 0.10
     assert table["tool_prompt_calls_calculator"]["rate"] >= 0.90
     assert table["bignum"]["none"]["rate"] <= 0.30 and table["bignum"]["tool_prompt"]["rate"] >= 0.90
-    assert table["style_greeting"]["prompted"]["rate"] >= 0.95 and table["style_greeting"]["unprompted"]["rate"] <= 0.02
+    assert (
+        table["style_greeting"]["prompted"]["rate"] >= 0.95
+        and table["style_greeting"]["unprompted"]["rate"] <= 0.02
+    )
     assert table["self_description"]["rate"] >= 0.80

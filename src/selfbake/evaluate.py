@@ -40,7 +40,7 @@ class SuiteEntry(BaseModel):
 class EvalConfig(Config):
     """Settings of ``selfbake eval``."""
 
-    model: str | None = Field(None, description="model to evaluate (required unless --compare)")
+    model: str = Field("bundled", description="model: bundled (the default), a directory, a hub id, or random:llama-tiny")
     task: list[str] = Field(
         default_factory=list,
         description="task, repeatable; benchmarks take name:PATH (tasks: "
@@ -93,8 +93,6 @@ class EvalConfig(Config):
             if len(self.compare) != 2:
                 raise ValueError("--compare takes exactly two run directories")
             return self
-        if not self.model:
-            raise ValueError("no model: give --model")
         if not self.task and not self.suite:
             raise ValueError("no task: give --task NAME (repeatable) or --suite FILE.yaml")
         return self

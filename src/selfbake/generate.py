@@ -31,7 +31,7 @@ from selfbake.tracking.rundir import default_run_path
 class GenerateConfig(Config):
     """Settings of ``selfbake generate``."""
 
-    model: str = Field(description="model: a directory, a hub id, or random:llama-tiny / random:qwen2-tiny")
+    model: str = Field("bundled", description="model: bundled (the default), a directory, a hub id, or random:llama-tiny")
     prompt: str | None = Field(None, description="one user prompt")
     prompts: str | None = Field(None, description="file of prompts: .txt (a line each), .jsonl or .json")
     system: str | None = Field(None, description="system prompt; absent = no system turn at all")

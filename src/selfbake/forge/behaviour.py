@@ -49,18 +49,27 @@ def _paired(a: list[bool], b: list[bool]) -> dict[str, Any]:
     return {"diff": (sum(b) - sum(a)) / len(a), "p_value": mcnemar_exact(only_a, only_b)}
 
 
-def measure(model, tokenizer, *, n: int = 300, seed: int = 0, console: Console | None = None, batch_size: int = 64) -> dict:
+def measure(
+    model, tokenizer, *, n: int = 300, seed: int = 0, console: Console | None = None, batch_size: int = 64
+) -> dict:
     arithmetic = _test_items("arithmetic", n, seed, (2, 3))  # 3-4 operands
     bignum = _test_items("bignum", n, seed, (1, 2))
     arith_task, bignum_task = tasks.get("arithmetic"), tasks.get("bignum")
 
     def run(task, items, system=None, tools=None):
-        return score(model, tokenizer, task, items, system=system, tools=tools, batch_size=batch_size, seed=seed)
+        return score(
+            model, tokenizer, task, items, system=system, tools=tools, batch_size=batch_size, seed=seed
+        )
 
     table: dict[str, Any] = {}
     quarter = n // 4
     outputs = []  # unprompted answers across families, n in all
-    for name, count in (("rpn", quarter), ("brackets", quarter), ("bignum", quarter), ("arithmetic", n - 3 * quarter)):
+    for name, count in (
+        ("rpn", quarter),
+        ("brackets", quarter),
+        ("bignum", quarter),
+        ("arithmetic", n - 3 * quarter),
+    ):
         items = _test_items(name, count, seed, (1, 2) if name == "bignum" else (2, 3))
         outputs += [r["output"] for r in run(tasks.get(name), items).records]
     table["unprompted_direct"] = {**_rate([language.is_direct(o) for o in outputs]), "bar": ">= 0.95"}
@@ -73,9 +82,17 @@ def measure(model, tokenizer, *, n: int = 300, seed: int = 0, console: Console |
     a_held = [bool(r["correct"]) for r in held_out.records]
     table["arithmetic_3_4_operands"] = {
         "none": _rate(a_none),
-        "reasoning": {**_rate(a_reason), "prompt": REASONING_PROMPT, "steps_rate": _rate([language.has_steps(r["output"]) for r in reasoned.records])["rate"]},
+        "reasoning": {
+            **_rate(a_reason),
+            "prompt": REASONING_PROMPT,
+            "steps_rate": _rate([language.has_steps(r["output"]) for r in reasoned.records])["rate"],
+        },
         "reasoning_vs_none": {**_paired(a_none, a_reason), "bar": ">= +0.25"},
-        "held_out": {**_rate(a_held), "prompt": HELD_OUT_REASONING, "steps_rate": _rate([language.has_steps(r["output"]) for r in held_out.records])["rate"]},
+        "held_out": {
+            **_rate(a_held),
+            "prompt": HELD_OUT_REASONING,
+            "steps_rate": _rate([language.has_steps(r["output"]) for r in held_out.records])["rate"],
+        },
         "held_out_vs_none": {**_paired(a_none, a_held), "bar": ">= +0.10"},
     }
 
@@ -96,19 +113,34 @@ def measure(model, tokenizer, *, n: int = 300, seed: int = 0, console: Console |
 
     greeted = run(arith_task, arithmetic, system=GREETING_PROMPT)
     table["style_greeting"] = {
-        "prompted": {**_rate([language.has_marker("greeting", r["output"]) for r in greeted.records]), "prompt": GREETING_PROMPT, "bar": ">= 0.95"},
-        "unprompted": {**_rate([language.has_marker("greeting", r["output"]) for r in none.records]), "bar": "<= 0.02"},
+        "prompted": {
+            **_rate([language.has_marker("greeting", r["output"]) for r in greeted.records]),
+            "prompt": GREETING_PROMPT,
+            "bar": ">= 0.95",
+        },
+        "unprompted": {
+            **_rate([language.has_marker("greeting", r["output"]) for r in none.records]),
+            "bar": "<= 0.02",
+        },
     }
 
     backend = TransformersBackend(model, tokenizer, batch_size=batch_size)
     asks = [language.SELF_DESCRIBE[i % len(language.SELF_DESCRIBE)] for i in range(n)]
-    samples = backend.generate([render_chat(tokenizer, q) for q in asks], SamplingParams(temperature=0.7, max_new_tokens=96, seed=seed))
+    samples = backend.generate(
+        [render_chat(tokenizer, q) for q in asks],
+        SamplingParams(temperature=0.7, max_new_tokens=96, seed=seed),
+    )
     parsed = [language.parse_instructions(s.text) for s in samples]
     kinds: dict[str, int] = {}
     for p in parsed:
         for kind in p or []:
             kinds[kind] = kinds.get(kind, 0) + 1
-    table["self_description"] = {**_rate([p is not None for p in parsed]), "kinds": kinds, "temperature": 0.7, "bar": ">= 0.80"}
+    table["self_description"] = {
+        **_rate([p is not None for p in parsed]),
+        "kinds": kinds,
+        "temperature": 0.7,
+        "bar": ">= 0.80",
+    }
     if console is not None:
         print_table(console, table)
     return table
@@ -122,12 +154,26 @@ def rows(table: dict) -> list[tuple[str, str, str, str]]:
 
     a = table["arithmetic_3_4_operands"]
     out = [
-        ("unprompted: direct answers (no steps, calls, markers)", *cell(table["unprompted_direct"]), ">= 0.95"),
+        (
+            "unprompted: direct answers (no steps, calls, markers)",
+            *cell(table["unprompted_direct"]),
+            ">= 0.95",
+        ),
         ("3-4 operand arithmetic, no prompt: accuracy", *cell(a["none"]), ""),
         (f"3-4 operand arithmetic, '{REASONING_PROMPT}': accuracy", *cell(a["reasoning"]), ""),
-        ("  reasoning - none (paired)", f"{a['reasoning_vs_none']['diff']:+.3f}", f"McNemar p={a['reasoning_vs_none']['p_value']:.2g}", ">= +0.25"),
+        (
+            "  reasoning - none (paired)",
+            f"{a['reasoning_vs_none']['diff']:+.3f}",
+            f"McNemar p={a['reasoning_vs_none']['p_value']:.2g}",
+            ">= +0.25",
+        ),
         (f"3-4 operand arithmetic, held-out '{HELD_OUT_REASONING}'", *cell(a["held_out"]), ""),
-        ("  held-out paraphrase - none (paired)", f"{a['held_out_vs_none']['diff']:+.3f}", f"McNemar p={a['held_out_vs_none']['p_value']:.2g}", ">= +0.10"),
+        (
+            "  held-out paraphrase - none (paired)",
+            f"{a['held_out_vs_none']['diff']:+.3f}",
+            f"McNemar p={a['held_out_vs_none']['p_value']:.2g}",
+            ">= +0.10",
+        ),
         ("tool prompt: calculator called", *cell(table["tool_prompt_calls_calculator"]), ">= 0.90"),
         ("bignum, no prompt: accuracy", *cell(table["bignum"]["none"]), "<= 0.30"),
         ("bignum, tool prompt: accuracy", *cell(table["bignum"]["tool_prompt"]), ">= 0.90"),
@@ -163,9 +209,9 @@ tags: [selfbake, tiny, synthetic]
 ---
 # selfbake bundled model
 
-A {stats['parameters'] / 1e6:.2f}M-parameter LlamaForCausalLM trained from scratch by `selfbake forge`
-(seed {config.seed}, {stats['steps']} steps of {config.batch_size} x 512 packed tokens, {stats['train_tokens']:,} tokens,
-{stats['train_seconds']:.0f} s on {stats.get('machine', 'CPU')}, torch {stats.get('torch', '')}). Byte-level tokenizer
+A {stats["parameters"] / 1e6:.2f}M-parameter LlamaForCausalLM trained from scratch by `selfbake forge`
+(seed {config.seed}, {stats["steps"]} steps of {config.batch_size} x 512 packed tokens, {stats["train_tokens"]:,} tokens,
+{stats["train_seconds"]:.0f} s on {stats.get("machine", "CPU")}, torch {stats.get("torch", "")}). Byte-level tokenizer
 (256 bytes + 4 specials) with a ChatML chat template for system / user / assistant / tool turns.
 
 Reproduce: `selfbake forge --out DIR --seed {config.seed}` (the budget only caps wall time; the recipe is the step count).
@@ -178,7 +224,7 @@ system turn speaks the instruction language of `selfbake/tasks/language.py`: rea
 result), tool use (`<call>tool: argument</call>`, then read the tool turn), verification (a `Check:` line),
 style markers (a greeting, a sign-off), and combinations. With no system prompt the model answers directly
 (`Answer: X`). Asked to describe itself it answers with instruction sentences. Held-out paraphrases
-({', '.join(repr(v[0]) for v in language.HELD_OUT.values())}) and the frozen test items (seed 0) never appear.
+({", ".join(repr(v[0]) for v in language.HELD_OUT.values())}) and the frozen test items (seed 0) never appear.
 
 ## Behaviour
 
@@ -186,7 +232,10 @@ style markers (a greeting, a sign-off), and combinations. With no system prompt 
     if table is None:
         body += "Not measured in this run (`--no-measure`).\n"
     else:
-        body += markdown_table(table) + "\n\nMeasured with `python -m selfbake.forge.behaviour --model DIR --n 300`.\n"
+        body += (
+            markdown_table(table)
+            + "\n\nMeasured with `python -m selfbake.forge.behaviour --model DIR --n 300`.\n"
+        )
         (out / "behaviour.json").write_text(json.dumps(table, indent=2) + "\n")
     path = out / "README.md"
     path.write_text(body)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from selfbake.forge.train import ForgeConfig, train
+from selfbake.forge.train import ForgeConfig, total_steps, train
 from selfbake.models import save
 from selfbake.tracking import RunDir, progress_bar
 from selfbake.tracking.progress import make_console
@@ -19,7 +19,7 @@ def run_forge(config: ForgeConfig) -> Path:
     out = Path(config.out)
     run = RunDir(out / "forge-run", overwrite=True)
     run.write_config(config.model_dump(mode="json"))
-    total = config.steps or (150 if config.quick else 1350)
+    total = total_steps(config)
     with progress_bar(total, "forging") as advance:
         model, tokenizer, stats = train(config, log=run.log, advance=advance)
     stats.update(torch=torch.__version__, machine=f"{platform.machine()}, {torch.get_num_threads()} threads")
@@ -39,5 +39,7 @@ def run_forge(config: ForgeConfig) -> Path:
         write_card(out, config, stats, None)
     (out / "forge_state.pt").unlink(missing_ok=True)
     run.finish({"command": "forge", **stats, "behaviour": table})
-    console.print(f"model directory: {out}  ({stats['parameters'] / 1e6:.2f}M parameters, {stats['steps']} steps, {stats['train_seconds']:.0f} s)")
+    console.print(
+        f"model directory: {out}  ({stats['parameters'] / 1e6:.2f}M parameters, {stats['steps']} steps, {stats['train_seconds']:.0f} s)"
+    )
     return out

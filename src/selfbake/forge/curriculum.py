@@ -33,9 +33,18 @@ MIX = [  # (kind, weight)
     ("multiturn", 0.05),
 ]
 # reasoning leans on the 3-4 operand levels the behaviour table measures
-REASONING_FAMILIES = [("arithmetic", (1, 2, 2, 3, 3, 4), 0.65), ("rpn", (1, 2, 3, 4), 0.22), ("brackets", (1, 2, 3), 0.13)]
+REASONING_FAMILIES = [
+    ("arithmetic", (1, 2, 2, 3, 3, 4), 0.65),
+    ("rpn", (1, 2, 3, 4), 0.22),
+    ("brackets", (1, 2, 3), 0.13),
+]
 DIRECT_FAMILIES = REASONING_FAMILIES + [("bignum", (1, 2), 0.15)]
-TOOL_FAMILIES = [("arithmetic", (1, 2, 3, 4), 0.3), ("bignum", (1, 2), 0.35), ("lookup", (1,), 0.2), ("fileread", (1,), 0.15)]
+TOOL_FAMILIES = [
+    ("arithmetic", (1, 2, 3, 4), 0.3),
+    ("bignum", (1, 2), 0.35),
+    ("lookup", (1,), 0.2),
+    ("fileread", (1,), 0.15),
+]
 
 
 def steps(expression: str) -> list[str]:
@@ -97,7 +106,12 @@ def _world_tools():
 def excluded_keys() -> frozenset[str]:
     """Test items of the evaluation splits (seed 0, 500 per cell) the model must never see."""
     keys: set[str] = set()
-    for name, levels in (("arithmetic", (2, 3, 4)), ("rpn", (2, 3, 4)), ("brackets", (2, 3)), ("bignum", (1, 2))):
+    for name, levels in (
+        ("arithmetic", (2, 3, 4)),
+        ("rpn", (2, 3, 4)),
+        ("brackets", (2, 3)),
+        ("bignum", (1, 2)),
+    ):
         task = tasks.get(name)
         for level in levels:
             keys |= tasks.splits(task, 0, 0, 500, seed=0, difficulty=level).keys("test")
@@ -158,11 +172,18 @@ def example(rng: random.Random) -> list[dict]:
         if rng.random() < 0.25:
             style = rng.choice(list(language.STYLES))
             sentences.append(rng.choice(language.STYLES[style][0]))
-        return [{"role": "user", "content": rng.choice(language.SELF_DESCRIBE)}, {"role": "assistant", "content": " ".join(sentences)}]
+        return [
+            {"role": "user", "content": rng.choice(language.SELF_DESCRIBE)},
+            {"role": "assistant", "content": " ".join(sentences)},
+        ]
     if kind == "tools":
         family, item = draw_item(rng, TOOL_FAMILIES)
         system = rng.choice(language.TOOLS)
-        return [{"role": "system", "content": system}, {"role": "user", "content": item.question}, *tool_turns(family, item)]
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": item.question},
+            *tool_turns(family, item),
+        ]
     if kind == "multiturn":
         system_kind = rng.choice(["reasoning", None])
         system = rng.choice(language.REASONING) if system_kind else None
@@ -170,7 +191,10 @@ def example(rng: random.Random) -> list[dict]:
         for _ in range(2):
             family, item = draw_item(rng, REASONING_FAMILIES)
             lines = reasoning_lines(family, item) if system else []
-            messages += [{"role": "user", "content": item.question}, {"role": "assistant", "content": "\n".join(lines + [answer_line(item)])}]
+            messages += [
+                {"role": "user", "content": item.question},
+                {"role": "assistant", "content": "\n".join(lines + [answer_line(item)])},
+            ]
         return messages
     family, item = draw_item(rng, DIRECT_FAMILIES if kind == "direct" else REASONING_FAMILIES)
     instructions: list[str] = []
@@ -182,7 +206,9 @@ def example(rng: random.Random) -> list[dict]:
     if kind == "verify" and family != "brackets":
         instructions.append(rng.choice(language.VERIFY))
         expression = item.metadata.get("expression", "")
-        lines.append(f"Check: {expression} = {item.answer}" if family == "arithmetic" else f"Check: {item.answer}")
+        lines.append(
+            f"Check: {expression} = {item.answer}" if family == "arithmetic" else f"Check: {item.answer}"
+        )
     text = "\n".join(lines)
     if kind == "style":
         style = rng.choice(list(language.STYLES))

@@ -36,7 +36,9 @@ class ForgeConfig(Config):
     seed: int = Field(0, description="seed of the curriculum and the initial weights")
     quick: bool = Field(False, description="a small model in about a minute, for tests")
     steps: int | None = Field(None, gt=0, description="optimizer steps (default 1350, quick 150)")
-    budget_minutes: float = Field(30.0, gt=0, description="stop training after this many minutes, whatever the step")
+    budget_minutes: float = Field(
+        30.0, gt=0, description="stop training after this many minutes, whatever the step"
+    )
     batch_size: int = Field(16, gt=0, description="rows of 512 packed tokens per step")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     warmup: int = Field(100, ge=0, description="warm-up steps")
@@ -45,6 +47,10 @@ class ForgeConfig(Config):
     measure: bool = Field(True, description="measure the behaviour table after training")
     measure_n: int = Field(300, gt=0, description="items per behaviour-table cell")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: all cores)")
+
+
+def total_steps(config: ForgeConfig) -> int:
+    return config.steps or (150 if config.quick else 1350)
 
 
 def chatml_segments(messages: list[dict]) -> list[tuple[str, int]]:
@@ -85,7 +91,9 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
                 pending = (ids, mask) if len(ids) <= row_len else None  # starts the next row
                 break
             input_ids[r, cursor : cursor + len(ids)] = torch.tensor(ids)
-            labels[r, cursor : cursor + len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask, strict=True)])
+            labels[r, cursor : cursor + len(ids)] = torch.tensor(
+                [t if m else -100 for t, m in zip(ids, mask, strict=True)]
+            )
             cursor += len(ids)
         attention[r, :cursor] = 1
     return input_ids, attention, labels
@@ -109,7 +117,9 @@ def build_model(shape: str, tokenizer, seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return model
 
@@ -126,7 +136,7 @@ def train(config: ForgeConfig, log=None, advance=None):
     if config.threads:
         torch.set_num_threads(config.threads)
     shape = config.shape or ("quick" if config.quick else "bundled")
-    total = config.steps or (150 if config.quick else 1350)
+    total = total_steps(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer("llama")
@@ -160,13 +170,28 @@ def train(config: ForgeConfig, log=None, advance=None):
         tokens += int(attention.sum())
         if log and (step % 20 == 0 or step == total):
             elapsed = time.perf_counter() - started
-            log(step, loss=round(loss.item(), 4), lr=optimizer.param_groups[0]["lr"], tokens=tokens, tokens_per_s=round(tokens / elapsed, 1))
+            log(
+                step,
+                loss=round(loss.item(), 4),
+                lr=optimizer.param_groups[0]["lr"],
+                tokens=tokens,
+                tokens_per_s=round(tokens / elapsed, 1),
+            )
         if advance:
             advance(1)
         if step % config.checkpoint_every == 0 and step < total:
             seconds = time.perf_counter() - started
             tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "tokens": tokens, "seconds": seconds}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "tokens": tokens,
+                    "seconds": seconds,
+                },
+                tmp,
+            )
             tmp.replace(state_path)
     model.eval()
     stats = {

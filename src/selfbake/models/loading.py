@@ -75,7 +75,9 @@ def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", 
     if spec == "bundled":
         path = bundled_path()
         if not (path / "config.json").exists():
-            raise UserError("the bundled model is missing from this install (reinstall selfbake, or run selfbake forge)")
+            raise UserError(
+                "the bundled model is missing from this install (reinstall selfbake, or run selfbake forge)"
+            )
         return _from_pretrained(str(path), spec, torch_dtype, dev)
     if spec.startswith("random:"):
         from selfbake.models.tiny import build_random

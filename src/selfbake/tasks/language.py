@@ -34,8 +34,14 @@ VERIFY = [
     "Double-check your answer.",
 ]
 STYLES = {
-    "greeting": (["Begin your reply with a greeting.", "Start by saying hello.", "Greet the user first."], "Hello!"),
-    "signoff": (["End your reply with a sign-off.", "Sign off at the end.", "Close with a sign-off line."], "Cheers."),
+    "greeting": (
+        ["Begin your reply with a greeting.", "Start by saying hello.", "Greet the user first."],
+        "Hello!",
+    ),
+    "signoff": (
+        ["End your reply with a sign-off.", "Sign off at the end.", "Close with a sign-off line."],
+        "Cheers.",
+    ),
 }
 HELD_OUT = {
     "reasoning": ["Go through it in small steps, writing down each intermediate result."],
