@@ -169,3 +169,30 @@ def test_shipped_model_behaviour_table():
         and table["style_greeting"]["unprompted"]["rate"] <= 0.02
     )
     assert table["self_description"]["rate"] >= 0.80
+
+
+def test_shipped_bundled_model_loads_and_follows_instructions():
+    """Fast checks of the checkpoint in the package; the full table is the slow test above."""
+    from selfbake.generation import SamplingParams, TransformersBackend
+    from selfbake.models import render_chat
+
+    model, tokenizer = load("bundled", device="cpu", dtype="float32")
+    assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.chat_template
+    backend = TransformersBackend(model, tokenizer)
+    question = "What is 3 + 4 * 2?"
+    greedy = SamplingParams(temperature=0, max_new_tokens=64)
+    direct, stepped, greeted = backend.generate(
+        [
+            render_chat(tokenizer, question),
+            render_chat(tokenizer, question, system=language.REASONING[0]),
+            render_chat(tokenizer, question, system=language.STYLES["greeting"][0][0]),
+        ],
+        greedy,
+    )
+    assert language.is_direct(direct.text) and direct.text.startswith("Answer:")
+    assert language.has_steps(stepped.text)
+    assert language.has_marker("greeting", greeted.text)
+    from selfbake.models.loading import bundled_path
+
+    card = (bundled_path() / "README.md").read_text()
+    assert "| behaviour | measured |" in card

@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfbake.errors import UserError
 
@@ -22,6 +22,41 @@ class Config(BaseModel):
     """Base for command configs: unknown keys rejected, values validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def comma_list(value: Any) -> list[str]:
+    """A list setting given as repeated flags, a YAML list, or 'a,b' in one string."""
+    if isinstance(value, str):
+        value = [value]
+    return [x.strip() for item in value or [] for x in str(item).split(",") if x.strip()]
+
+
+class ModelRunConfig(Config):
+    """Settings shared by commands that load a model, sample from it and write a run directory."""
+
+    model: str = Field(
+        "bundled", description="model: bundled (the default), a directory, a hub id, or random:llama-tiny"
+    )
+    system: str | None = Field(None, description="system prompt; absent = no system turn at all")
+    tools: list[str] = Field(
+        default_factory=list, description="tools the model may call, repeatable or comma-separated"
+    )
+    tool_format: Literal["auto", "tag", "hermes"] = Field("auto", description="tool-call format")
+    max_tool_calls: int = Field(4, ge=0, description="tool calls allowed per answer")
+    seed: int = Field(0, description="random seed")
+    batch_size: int = Field(32, gt=0, description="prompts per generation batch")
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    out: str | None = Field(None, description="run directory (default runs/<command>-<time>)")
+    overwrite: bool = Field(False, description="replace a finished run in --out")
+    report_to: Literal["none", "wandb", "tensorboard", "trackio"] = Field(
+        "none", description="experiment tracker"
+    )
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools_list(cls, value):
+        return comma_list(value)
 
 
 def closest_key(key: str, valid: list[str]) -> str | None:

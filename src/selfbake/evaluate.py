@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfbake import tasks as task_registry
-from selfbake.config import Config, read_yaml
+from selfbake.config import ModelRunConfig, comma_list, read_yaml
 from selfbake.errors import UserError
 from selfbake.models import load
 from selfbake.scoring import TaskResult, score
@@ -37,15 +37,17 @@ class SuiteEntry(BaseModel):
     difficulty: int | None = None
 
 
-class EvalConfig(Config):
+class EvalConfig(ModelRunConfig):
     """Settings of ``selfbake eval``."""
 
-    model: str = Field("bundled", description="model: bundled (the default), a directory, a hub id, or random:llama-tiny")
     task: list[str] = Field(
         default_factory=list,
         description="task, repeatable; benchmarks take name:PATH (tasks: "
         + ", ".join(task_registry.names())
         + ")",
+    )
+    tools: list[str] = Field(
+        default_factory=list, description="tools to allow, comma-separated; 'task' = each task's own tools"
     )
     suite: str | None = Field(None, description="YAML suite: tasks with weights (and optional n, difficulty)")
     n: int = Field(100, gt=0, description="items per task")
@@ -53,39 +55,22 @@ class EvalConfig(Config):
     difficulty: int | None = Field(
         None, description="difficulty of procedural tasks; absent = a mix of all levels"
     )
-    system: str | None = Field(None, description="system prompt to evaluate under; absent = none")
-    tools: list[str] = Field(
-        default_factory=list, description="tools to allow; 'task' = each task's own tools"
-    )
-    tool_format: Literal["auto", "tag", "hermes"] = Field("auto", description="tool-call format")
-    max_tool_calls: int = Field(4, ge=0, description="tool calls allowed per answer")
     chat: bool | None = Field(
         None, description="render benchmarks with the chat template (procedural tasks always are)"
     )
     num_fewshot: int = Field(0, ge=0, description="few-shot examples for benchmarks")
     k: int = Field(1, gt=0, description="samples per item for pass@k (1 = greedy)")
     max_new_tokens: int | None = Field(None, gt=0, description="override the task's generation budget")
-    seed: int = Field(0, description="seed of the splits and of sampling")
-    batch_size: int = Field(32, gt=0, description="prompts per batch")
     compare: list[str] = Field(
         default_factory=list,
         description="compare two eval runs item by item (paired McNemar test)",
         json_schema_extra={"nargs": 2, "metavar": ("RUN_A", "RUN_B")},
     )
-    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    out: str | None = Field(None, description="run directory (default runs/eval-<time>)")
-    overwrite: bool = Field(False, description="replace a finished run in --out")
-    report_to: Literal["none", "wandb", "tensorboard", "trackio"] = Field(
-        "none", description="experiment tracker"
-    )
 
-    @field_validator("tools", "task", mode="before")
+    @field_validator("task", mode="before")
     @classmethod
-    def split_commas(cls, value):
-        if isinstance(value, str):
-            value = [value]
-        return [x.strip() for item in value or [] for x in str(item).split(",") if x.strip()]
+    def _task_list(cls, value):
+        return comma_list(value)
 
     @model_validator(mode="after")
     def check(self):

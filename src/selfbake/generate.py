@@ -12,12 +12,11 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from rich.console import Console
 
-from selfbake.config import Config
+from selfbake.config import ModelRunConfig
 from selfbake.errors import UserError
 from selfbake.generation import SamplingParams, TransformersBackend, run_tool_loop
 from selfbake.models import load
@@ -28,13 +27,11 @@ from selfbake.tracking.reporters import make_reporters
 from selfbake.tracking.rundir import default_run_path
 
 
-class GenerateConfig(Config):
+class GenerateConfig(ModelRunConfig):
     """Settings of ``selfbake generate``."""
 
-    model: str = Field("bundled", description="model: bundled (the default), a directory, a hub id, or random:llama-tiny")
     prompt: str | None = Field(None, description="one user prompt")
     prompts: str | None = Field(None, description="file of prompts: .txt (a line each), .jsonl or .json")
-    system: str | None = Field(None, description="system prompt; absent = no system turn at all")
     max_new_tokens: int = Field(128, gt=0, description="tokens to generate at most, per answer")
     temperature: float = Field(0.7, ge=0.0, description="sampling temperature; 0 = greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
@@ -42,29 +39,7 @@ class GenerateConfig(Config):
     repetition_penalty: float = Field(1.0, gt=0.0, description="repetition penalty; 1 = off")
     stop: list[str] = Field(default_factory=list, description="stop string (repeatable)")
     n: int = Field(1, gt=0, description="samples per prompt")
-    seed: int = Field(0, description="random seed")
     logprobs: bool = Field(False, description="save the sampled tokens' log-probs in samples.jsonl")
-    tools: list[str] = Field(
-        default_factory=list,
-        description="tools the model may call, repeatable or comma-separated (available: calculator, run_code, read_file, sql_query, search)",
-    )
-    tool_format: Literal["auto", "tag", "hermes"] = Field("auto", description="tool-call format")
-    max_tool_calls: int = Field(4, ge=0, description="tool calls allowed per answer")
-    batch_size: int = Field(32, gt=0, description="prompts per generation batch")
-    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    out: str | None = Field(None, description="run directory (default runs/generate-<time>)")
-    overwrite: bool = Field(False, description="replace a finished run in --out")
-    report_to: Literal["none", "wandb", "tensorboard", "trackio"] = Field(
-        "none", description="experiment tracker"
-    )
-
-    @field_validator("tools", mode="before")
-    @classmethod
-    def split_commas(cls, value):
-        if isinstance(value, str):
-            value = [value]
-        return [name.strip() for item in value or [] for name in str(item).split(",") if name.strip()]
 
     @model_validator(mode="after")
     def one_prompt_source(self):

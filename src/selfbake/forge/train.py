@@ -17,11 +17,11 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from selfbake.config import Config
 from selfbake.forge.curriculum import example
-from selfbake.models.tiny import build_tokenizer
+from selfbake.models.tiny import build_tokenizer, init_model
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate
     "bundled": (160, 5, 5, 5, 448),
@@ -100,28 +100,7 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
 
 
 def build_model(shape: str, tokenizer, seed: int) -> LlamaForCausalLM:
-    hidden, layers, heads, kv_heads, intermediate = SHAPES[shape]
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        intermediate_size=intermediate,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return model
+    return init_model(tokenizer, SHAPES[shape], seed=seed, max_positions=1024, tie_embeddings=True)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:

@@ -99,14 +99,17 @@ def build_tokenizer(arch: str = "llama") -> PreTrainedTokenizerFast:
     )
 
 
-def build_random(arch: str = "llama", size: str = "tiny", seed: int = 0):
-    """A random-weight causal LM and its tokenizer, identical for the same seed."""
-    if arch not in ("llama", "qwen2"):
-        raise ValueError(f"unknown tiny arch '{arch}' (choose llama or qwen2)")
-    if size not in SIZES:
-        raise ValueError(f"unknown tiny size '{size}' (choose {', '.join(SIZES)})")
-    tokenizer = build_tokenizer(arch)
-    hidden, layers, heads, kv_heads, intermediate = SIZES[size]
+def init_model(
+    tokenizer,
+    shape: tuple[int, int, int, int, int],
+    *,
+    arch: str = "llama",
+    seed: int = 0,
+    max_positions: int = 4096,
+    tie_embeddings: bool = False,
+):
+    """A freshly initialised Llama/Qwen2 of ``shape`` (hidden, layers, heads, kv heads, intermediate)."""
+    hidden, layers, heads, kv_heads, intermediate = shape
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -114,20 +117,30 @@ def build_random(arch: str = "llama", size: str = "tiny", seed: int = 0):
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         intermediate_size=intermediate,
-        max_position_embeddings=4096,
+        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,
     )
     config = LlamaConfig(**common) if arch == "llama" else Qwen2Config(**common)
     torch.manual_seed(seed)
-    model_cls = LlamaForCausalLM if arch == "llama" else Qwen2ForCausalLM
-    model = model_cls(config)
+    model = (LlamaForCausalLM if arch == "llama" else Qwen2ForCausalLM)(config)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    return model
+
+
+def build_random(arch: str = "llama", size: str = "tiny", seed: int = 0):
+    """A random-weight causal LM and its tokenizer, identical for the same seed."""
+    if arch not in ("llama", "qwen2"):
+        raise ValueError(f"unknown tiny arch '{arch}' (choose llama or qwen2)")
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny size '{size}' (choose {', '.join(SIZES)})")
+    tokenizer = build_tokenizer(arch)
+    model = init_model(tokenizer, SIZES[size], arch=arch, seed=seed)
     model.eval()
     return model, tokenizer
