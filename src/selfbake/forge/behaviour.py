@@ -184,18 +184,28 @@ def rows(table: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def met(measured: str, bar: str) -> str:
+    """'yes' / 'NO' for a row with a bar such as '>= 0.95' or '>= +0.25'; '' without one."""
+    if not bar:
+        return ""
+    value = float(measured.split()[0])
+    op, threshold = bar.split()
+    ok = value >= float(threshold) if op == ">=" else value <= float(threshold)
+    return "yes" if ok else "NO"
+
+
 def print_table(console: Console, table: dict) -> None:
     view = Table(title="bundled model behaviour (frozen test split, seed 0)")
-    for column in ("behaviour", "measured", "95% CI / test", "bar"):
+    for column in ("behaviour", "measured", "95% CI / test", "bar", "met"):
         view.add_column(column)
     for row in rows(table):
-        view.add_row(*row)
+        view.add_row(*row, met(row[1], row[3]))
     console.print(view)
 
 
 def markdown_table(table: dict) -> str:
-    lines = ["| behaviour | measured | 95% CI / paired test | bar |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(table)]
+    lines = ["| behaviour | measured | 95% CI / paired test | bar | met |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} | {met(b, d)} |" for a, b, c, d in rows(table)]
     return "\n".join(lines)
 
 
