@@ -24,13 +24,14 @@ from selfbake.tools import get_tools
 
 OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
 MIX = [  # (kind, weight)
-    ("direct", 0.22),
-    ("reasoning", 0.34),
-    ("tools", 0.18),
-    ("verify", 0.06),
-    ("style", 0.10),
+    ("direct", 0.16),
+    ("reasoning", 0.30),
+    ("drill", 0.16),
+    ("tools", 0.16),
+    ("verify", 0.05),
+    ("style", 0.08),
     ("self", 0.05),
-    ("multiturn", 0.05),
+    ("multiturn", 0.04),
 ]
 # reasoning leans on the 3-4 operand levels the behaviour table measures
 REASONING_FAMILIES = [
@@ -176,6 +177,15 @@ def example(rng: random.Random) -> list[dict]:
             {"role": "user", "content": rng.choice(language.SELF_DESCRIBE)},
             {"role": "assistant", "content": " ".join(sentences)},
         ]
+    if kind == "drill":
+        # the single operations step-by-step work is made of, asked directly, several per chat
+        messages = []
+        while len(messages) < 10:
+            _, item = draw_item(rng, [("arithmetic", (2, 3, 4), 1.0)])
+            for line in steps(item.metadata["expression"]):
+                question, answer = line.rsplit(" = ", 1)
+                messages += [{"role": "user", "content": f"What is {question}?"}, {"role": "assistant", "content": f"Answer: {answer}"}]
+        return messages[:10]
     if kind == "tools":
         family, item = draw_item(rng, TOOL_FAMILIES)
         system = rng.choice(language.TOOLS)
