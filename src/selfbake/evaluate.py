@@ -23,10 +23,9 @@ from selfbake.models import load
 from selfbake.scoring import TaskResult, score
 from selfbake.tasks.base import Task
 from selfbake.tasks.stats import mcnemar_exact, paired_bootstrap
-from selfbake.tracking import RunDir, progress_bar
+from selfbake.tracking import progress_bar
 from selfbake.tracking.progress import make_console
-from selfbake.tracking.reporters import make_reporters
-from selfbake.tracking.rundir import default_run_path
+from selfbake.tracking.rundir import open_run
 
 
 class SuiteEntry(BaseModel):
@@ -167,9 +166,7 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
             )
         )
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
-    run = RunDir(Path(config.out) if config.out else default_run_path("eval"), overwrite=config.overwrite)
-    run.write_config(config.model_dump(mode="json"))
-    run.reporters = make_reporters(config.report_to, run.path, config.model_dump(mode="json"))
+    run = open_run("eval", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     results, records = [], []
     total = sum(len(items) for _, _, items, _ in plans)
     with progress_bar(total, "evaluating") as advance:

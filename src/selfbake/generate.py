@@ -21,10 +21,9 @@ from selfbake.errors import UserError
 from selfbake.generation import SamplingParams, TransformersBackend, run_tool_loop
 from selfbake.models import load
 from selfbake.tools import get_tools
-from selfbake.tracking import RunDir, progress_bar
+from selfbake.tracking import progress_bar
 from selfbake.tracking.progress import make_console
-from selfbake.tracking.reporters import make_reporters
-from selfbake.tracking.rundir import default_run_path
+from selfbake.tracking.rundir import open_run
 
 
 class GenerateConfig(ModelRunConfig):
@@ -97,9 +96,7 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
     )
     tools = get_tools(config.tools)
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
-    run = RunDir(Path(config.out) if config.out else default_run_path("generate"), overwrite=config.overwrite)
-    run.write_config(config.model_dump(mode="json"))
-    run.reporters = make_reporters(config.report_to, run.path, config.model_dump(mode="json"))
+    run = open_run("generate", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     backend = TransformersBackend(model, tokenizer, batch_size=config.batch_size)
     params = SamplingParams(
         max_new_tokens=config.max_new_tokens,

@@ -184,7 +184,10 @@ def example(rng: random.Random) -> list[dict]:
             _, item = draw_item(rng, [("arithmetic", (2, 3, 4), 1.0)])
             for line in steps(item.metadata["expression"]):
                 question, answer = line.rsplit(" = ", 1)
-                messages += [{"role": "user", "content": f"What is {question}?"}, {"role": "assistant", "content": f"Answer: {answer}"}]
+                messages += [
+                    {"role": "user", "content": f"What is {question}?"},
+                    {"role": "assistant", "content": f"Answer: {answer}"},
+                ]
         return messages[:10]
     if kind == "tools":
         family, item = draw_item(rng, TOOL_FAMILIES)

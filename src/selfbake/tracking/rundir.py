@@ -99,3 +99,16 @@ class RunDir:
         for reporter in self.reporters:
             reporter.finish(_jsonable(summary))
         return atomic_write_text(self.path / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+
+
+def open_run(
+    command: str, config, out: str | None, *, overwrite: bool = False, report_to: str = "none"
+) -> RunDir:
+    """A run directory for ``command`` with its resolved config written and trackers attached."""
+    from selfbake.tracking.reporters import make_reporters
+
+    run = RunDir(Path(out) if out else default_run_path(command), overwrite=overwrite)
+    resolved = config.model_dump(mode="json")
+    run.write_config(resolved)
+    run.reporters = make_reporters(report_to, run.path, resolved)
+    return run
