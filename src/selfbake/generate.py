@@ -132,6 +132,7 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
                     {
                         "text": r.text,
                         "finish_reason": r.finish_reason,
+                        "new_tokens": r.new_tokens,
                         "tool_calls": r.calls,
                         "messages": r.messages,
                     }

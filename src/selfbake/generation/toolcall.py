@@ -52,6 +52,7 @@ class ToolLoopResult:
     finish_reason: str
     messages: list[dict[str, Any]]  # assistant and tool turns appended after the prompt
     calls: list[dict[str, Any]] = field(default_factory=list)
+    new_tokens: int = 0  # generated across all rounds
 
     @property
     def transcript(self) -> str:
@@ -177,6 +178,7 @@ def run_tool_loop(
         still_active = []
         for i, sample in zip(active, samples, strict=True):
             state = states[i]
+            state.new_tokens += len(sample.token_ids)
             call = fmt.parse(sample.text) if sample.stop == fmt.close else None
             if call is None:
                 state.messages.append({"role": "assistant", "content": sample.text})
