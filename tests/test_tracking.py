@@ -59,3 +59,12 @@ def test_report_to_missing_package_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"pip install 'selfbake\[wandb\]'"):
         make_reporters("wandb", tmp_path, {})
     assert make_reporters("none", tmp_path, {}) == []
+
+
+def test_default_run_paths_do_not_collide(tmp_path):
+    from selfbake.tracking.rundir import default_run_path
+
+    first = default_run_path("eval", tmp_path)
+    first.mkdir()
+    second = default_run_path("eval", tmp_path)
+    assert second != first and second.name.startswith(first.name)

@@ -51,7 +51,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def default_run_path(command: str, root: str | Path = "runs") -> Path:
-    return Path(root) / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/<command>-<time>, with -2, -3... when runs start within the same second."""
+    base = Path(root) / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 class RunDir:
