@@ -98,17 +98,8 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     run = open_run("generate", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     backend = TransformersBackend(model, tokenizer, batch_size=config.batch_size)
-    params = SamplingParams(
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        repetition_penalty=config.repetition_penalty,
-        stop=config.stop,
-        n=config.n,
-        seed=config.seed,
-        logprobs=config.logprobs,
-    )
+    # the sampling settings are the SamplingParams fields of the same name
+    params = SamplingParams(**config.model_dump(include=set(SamplingParams.model_fields)))
     conversations = [
         ([{"role": "system", "content": s}] if s is not None else []) + [{"role": "user", "content": u}]
         for s, u in pairs
