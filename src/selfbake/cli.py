@@ -70,6 +70,18 @@ def _forge_config():
     return ForgeConfig
 
 
+def cmd_bake(config) -> None:
+    from selfbake.baking.command import run_bake
+
+    run_bake(config)
+
+
+def _bake_config():
+    from selfbake.baking.command import BakeConfig
+
+    return BakeConfig
+
+
 def _generate_config():
     from selfbake.generate import GenerateConfig
 
@@ -89,6 +101,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval": Command(
         "score a model on tasks: accuracy, 95% interval, baseline; --compare two runs", _eval_config, cmd_eval
+    ),
+    "bake": Command(
+        "bake a prompt into LoRA weights (Prompt Baking): half-bake, pursue, sequence, measure",
+        _bake_config,
+        cmd_bake,
     ),
     "forge": Command("train the bundled tiny chat model from scratch on CPU", _forge_config, cmd_forge),
     "report": Command(

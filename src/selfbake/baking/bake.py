@@ -1,0 +1,452 @@
+"""Bake, half-bake, pursue and bake in sequence: a prompt u becomes LoRA weights.
+
+Prompt Baking (Bhargava et al., arXiv 2409.13697). The teacher is the same
+PeftModel with its adapter disabled (so it cannot drift with training), shown u
+as the system turn; the student is the adapter, shown no system turn. Steps:
+
+1. sample train and held-out trajectories from the prompted teacher
+   (``trajectories.sample``, shared-prefix KV cache);
+2. compute the teacher's log-probs on them once (the teacher is frozen within
+   a bake; ``loss.teacher_targets``);
+3. train the adapter on the chunked fp32 KL; every ``eval_every`` steps measure
+   held-out KL and strength s = 1 - KL(teacher||baked)/KL(teacher||unbaked);
+4. stop at the target strength (half-baking; the closer of the two checkpoints
+   around the crossing is kept) or when held-out KL stops falling (full bake;
+   the best checkpoint is kept).
+
+Pursuit (section 5 of the paper): round r's teacher is the round r-1 baked
+model prompted with u; its targets are frozen before round r trains. Sequences
+merge each bake into the weights before the next; since LoRA deltas add, the
+saved adapters stacked in order equal the merged model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from pydantic import Field
+
+from selfbake.baking import loss as L
+from selfbake.baking.trajectories import Encoded, Question, Trajectory, encode_pair, sample
+from selfbake.config import Config
+from selfbake.generation import SamplingParams
+
+
+class BakeSettings(Config):
+    """How one bake trains. The CLI's ``BakeConfig`` extends this with model, prompt and output settings."""
+
+    n_train: int = Field(256, gt=0, description="training trajectories (one per x0 question)")
+    n_val: int = Field(64, gt=0, description="held-out trajectories for validation KL and strength")
+    temperature: float = Field(
+        1.0,
+        gt=0.0,
+        description="trajectory sampling temperature (1 = the prompted model's own distribution)",
+    )
+    max_new_tokens: int = Field(96, gt=0, description="trajectory length cap, tokens per model turn")
+    strength: float | None = Field(
+        None, gt=0.0, le=1.0, description="target strength for half-baking (absent = bake fully)"
+    )
+    rank: int = Field(8, gt=0, description="LoRA rank")
+    alpha: float = Field(16.0, gt=0.0, description="LoRA alpha")
+    target_modules: str = Field("all-linear", description="LoRA target modules (peft syntax)")
+    lr: float = Field(3e-3, gt=0.0, description="AdamW learning rate")
+    train_batch_size: int = Field(16, gt=0, description="trajectories per optimiser step")
+    max_epochs: int = Field(10, gt=0, description="epochs over the trajectories at most")
+    patience: int = Field(3, gt=0, description="evaluations without a 1% fall in held-out KL before stopping")
+    eval_every: int = Field(
+        0,
+        ge=0,
+        description="optimiser steps between validations (0 = every step when half-baking, else 4 per epoch)",
+    )
+    kl: Literal["auto", "full", "topk"] = Field(
+        "auto",
+        description="full-vocabulary KL, or top-k with a tail bucket (auto: full up to 1 GiB of targets)",
+    )
+    top_k: int = Field(256, gt=0, description="k for kl=topk")
+    chunk: int = Field(1024, gt=0, description="rows of [rows, vocab] logits computed at once")
+    tools: list[str] = Field(default_factory=list, description="tools trajectories may call")
+    seed: int = Field(0, description="random seed")
+    sample_batch_size: int = Field(64, gt=0, description="trajectories per generation batch")
+
+
+@dataclass
+class BakeResult:
+    model: Any  # PeftModel with the baked adapter active
+    prompt: str
+    strength: float
+    kl_unbaked: float
+    kl_baked: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    sample_seconds: float = 0.0
+    train_seconds: float = 0.0
+    trajectory_tokens: int = 0
+    trained_tokens: int = 0
+    steps: int = 0
+    val: list[Trajectory] = field(default_factory=list, repr=False)
+    train: list[Trajectory] = field(default_factory=list, repr=False)
+    nll: dict[str, Any] = field(default_factory=dict)
+    kl_mode: str = "full"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "strength": round(self.strength, 4),
+            "kl_unbaked": round(self.kl_unbaked, 5),
+            "kl_baked": round(self.kl_baked, 5),
+            "seconds": round(self.seconds, 2),
+            "sample_seconds": round(self.sample_seconds, 2),
+            "train_seconds": round(self.train_seconds, 2),
+            "trajectory_tokens": self.trajectory_tokens,
+            "trained_tokens": self.trained_tokens,
+            "tokens_per_s": round(self.trajectory_tokens / self.seconds, 1) if self.seconds else None,
+            "steps": self.steps,
+            "kl_mode": self.kl_mode,
+            "nll_alignment": self.nll,
+        }
+
+
+def with_adapter(model, settings: BakeSettings, name: str = "default"):
+    """Wrap a causal LM in a fresh zero-initialised LoRA adapter (a PeftModel is returned as is)."""
+    if isinstance(model, PeftModel):
+        return model
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=0.0,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(settings.seed)
+    return get_peft_model(model, config, adapter_name=name)
+
+
+@dataclass
+class _Batch:
+    ids: torch.Tensor
+    mask: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    tokens: torch.Tensor
+
+
+def _layout(encs: list[Encoded], pad_id: int) -> _Batch:
+    return _Batch(
+        *L.batch_layout(
+            [e.prompt_ids for e in encs], [e.trajectory_ids for e in encs], [e.trained for e in encs], pad_id
+        )
+    )
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _vocab(model) -> int:
+    return L.decoder_and_head(model)[1].weight.shape[0]
+
+
+def _kl_mode(settings: BakeSettings, n_tokens: int, vocab: int) -> int | None:
+    """top_k to use, or None for the full vocabulary."""
+    if settings.kl == "topk":
+        return min(settings.top_k, vocab)
+    if settings.kl == "full":
+        return None
+    return None if n_tokens * vocab * 4 <= 1 << 30 else min(settings.top_k, vocab)
+
+
+class Baker:
+    """One bake's state: the model, its encoded trajectories, the frozen teacher targets."""
+
+    def __init__(self, model, tokenizer, prompt: str, settings: BakeSettings):
+        self.model = with_adapter(model, settings)
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.settings = settings
+        self.pad = _pad_id(tokenizer)
+
+    def teacher_context(self, teacher_uses_adapter: bool):
+        return nullcontext() if teacher_uses_adapter else self.model.disable_adapter()
+
+    def sample(self, questions: list[Question], teacher_uses_adapter: bool) -> list[Trajectory]:
+        s = self.settings
+        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed)
+        with self.teacher_context(teacher_uses_adapter):
+            return sample(
+                self.model,
+                self.tokenizer,
+                self.prompt,
+                questions,
+                params,
+                tools=s.tools or None,
+                batch_size=s.sample_batch_size,
+            )
+
+    def encode(self, trajectories: list[Trajectory]) -> tuple[list[Encoded], list[Encoded]]:
+        pairs = [encode_pair(self.tokenizer, self.prompt, t) for t in trajectories]
+        keep = [(a, b) for a, b in pairs if any(b.trained)]
+        return [a for a, _ in keep], [b for _, b in keep]
+
+    @torch.no_grad()
+    def targets(
+        self, teacher: list[Encoded], top_k: int | None, teacher_uses_adapter: bool
+    ) -> list[L.Targets]:
+        out: list[L.Targets] = []
+        bs = self.settings.train_batch_size
+        with self.teacher_context(teacher_uses_adapter):
+            self.model.eval()
+            for start in range(0, len(teacher), bs):
+                encs = teacher[start : start + bs]
+                b = _layout(encs, self.pad)
+                hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
+                t = L.teacher_targets(self.model, hidden, b.tokens, top_k, self.settings.chunk)
+                out += L.split(t, [sum(e.trained) for e in encs])
+        return out
+
+    def kl(self, student: list[Encoded], targets: list[L.Targets], *, grad: bool) -> tuple[torch.Tensor, int]:
+        b = _layout(student, self.pad)
+        with torch.set_grad_enabled(grad):
+            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
+            total = L.kl_sum(self.model, hidden, L.concat(targets), self.settings.chunk)
+        return total, int(b.rows.numel())
+
+    @torch.no_grad()
+    def val_kl(self, student: list[Encoded], targets: list[L.Targets]) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        bs = self.settings.train_batch_size
+        for start in range(0, len(student), bs):
+            kl, n = self.kl(student[start : start + bs], targets[start : start + bs], grad=False)
+            total, count = total + float(kl), count + n
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def nll_alignment(self, student: list[Encoded], targets: list[L.Targets]) -> dict[str, Any]:
+        """Per-trajectory mean NLL of the sampled tokens: baked-unprompted vs the teacher; Pearson r^2."""
+        self.model.eval()
+        baked, teacher = [], []
+        for enc, t in zip(student, targets, strict=True):
+            b = _layout([enc], self.pad)
+            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
+            lp = L.student_token_logprobs(self.model, hidden, b.tokens, self.settings.chunk)
+            baked.append(-float(lp.mean()))
+            teacher.append(-float(t.token_logprobs.mean()))
+        return {
+            "r2": round(pearson(baked, teacher) ** 2, 4),
+            "n": len(baked),
+            "baked_mean_nll": round(sum(baked) / len(baked), 4),
+            "teacher_mean_nll": round(sum(teacher) / len(teacher), 4),
+        }
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v)
+
+    def run(
+        self,
+        train_q: list[Question],
+        val_q: list[Question],
+        *,
+        teacher_uses_adapter: bool = False,
+        log: Callable[..., None] | None = None,
+        advance: Callable[[int], None] | None = None,
+        step_offset: int = 0,
+    ) -> BakeResult:
+        s = self.settings
+        started = time.perf_counter()
+        train_t = self.sample(train_q, teacher_uses_adapter)
+        val_t = self.sample(val_q, teacher_uses_adapter)
+        teacher_train, student_train = self.encode(train_t)
+        teacher_val, student_val = self.encode(val_t)
+        if not student_train or not student_val:
+            raise ValueError("no trajectory has a token to train on (every sample was empty)")
+        n_tokens = sum(sum(e.trained) for e in student_train + student_val)
+        top_k = _kl_mode(s, n_tokens, _vocab(self.model))
+        targets_train = self.targets(teacher_train, top_k, teacher_uses_adapter)
+        targets_val = self.targets(teacher_val, top_k, teacher_uses_adapter)
+        sample_seconds = time.perf_counter() - started
+        traj_tokens = sum(len(e.trajectory_ids) for e in student_train + student_val)
+
+        kl_start = self.val_kl(student_val, targets_val)
+        history = [{"step": step_offset, "val_kl": kl_start, "strength": 0.0}]
+        if log:
+            log(step=step_offset, val_kl=kl_start, strength=0.0)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(trainable, lr=s.lr, weight_decay=0.0)
+        steps_per_epoch = math.ceil(len(student_train) / s.train_batch_size)
+        eval_every = s.eval_every or (1 if s.strength is not None else max(1, steps_per_epoch // 4))
+        best = (kl_start, self.trainable_state(), 0.0)
+        previous = best
+        chosen = None
+        stale = 0
+        step = 0
+        order = list(range(len(student_train)))
+        rng = random.Random(s.seed)
+        train_started = time.perf_counter()
+        for _epoch in range(s.max_epochs):
+            rng.shuffle(order)
+            for start in range(0, len(order), s.train_batch_size):
+                idx = order[start : start + s.train_batch_size]
+                self.model.train()
+                t0 = time.perf_counter()
+                total, count = self.kl(
+                    [student_train[i] for i in idx], [targets_train[i] for i in idx], grad=True
+                )
+                loss = total / max(count, 1)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                step += 1
+                dt = time.perf_counter() - t0
+                tokens = sum(
+                    len(student_train[i].prompt_ids) + len(student_train[i].trajectory_ids) for i in idx
+                )
+                metrics: dict[str, Any] = {
+                    "loss": loss.detach().item(),
+                    "tokens_per_s": round(tokens / dt, 1),
+                }
+                if step % eval_every == 0:
+                    kl = self.val_kl(student_val, targets_val)
+                    strength = 1.0 - kl / kl_start if kl_start > 0 else 1.0
+                    metrics.update(val_kl=kl, strength=strength)
+                    history.append({"step": step_offset + step, "val_kl": kl, "strength": strength})
+                    current = (kl, self.trainable_state(), strength)
+                    if s.strength is not None and strength >= s.strength:
+                        chosen = min((previous, current), key=lambda c: abs(c[2] - s.strength))
+                    elif kl < best[0] * 0.99:
+                        best, stale = current, 0
+                    else:
+                        stale += 1
+                    previous = current
+                if log:
+                    log(step=step_offset + step, **metrics)
+                if advance:
+                    advance(1)
+                if chosen is not None or (s.strength is None and stale >= s.patience):
+                    break
+            if chosen is not None or (s.strength is None and stale >= s.patience):
+                break
+        if chosen is None:
+            if s.strength is None:
+                chosen = best
+            else:  # the target was never reached: keep the strongest checkpoint
+                chosen = max((best, previous), key=lambda c: c[2])
+        self.load_state(chosen[1])
+        kl_final = self.val_kl(student_val, targets_val)
+        train_seconds = time.perf_counter() - train_started
+        result = BakeResult(
+            model=self.model,
+            prompt=self.prompt,
+            strength=1.0 - kl_final / kl_start if kl_start > 0 else 1.0,
+            kl_unbaked=kl_start,
+            kl_baked=kl_final,
+            history=history,
+            seconds=time.perf_counter() - started,
+            sample_seconds=sample_seconds,
+            train_seconds=train_seconds,
+            trajectory_tokens=traj_tokens,
+            trained_tokens=n_tokens,
+            steps=step,
+            val=val_t,
+            train=train_t,
+            kl_mode="full" if top_k is None else f"top{top_k}+tail",
+        )
+        result.nll = self.nll_alignment(student_val, targets_val)
+        return result
+
+
+def pearson(a: list[float], b: list[float]) -> float:
+    n = len(a)
+    if n < 2:
+        return float("nan")
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True))
+    va = sum((x - ma) ** 2 for x in a)
+    vb = sum((y - mb) ** 2 for y in b)
+    return cov / math.sqrt(va * vb) if va > 0 and vb > 0 else float("nan")
+
+
+def _split_questions(
+    questions: list[Question], settings: BakeSettings
+) -> tuple[list[Question], list[Question]]:
+    return questions[: settings.n_train], questions[settings.n_train : settings.n_train + settings.n_val]
+
+
+def bake(
+    model, tokenizer, prompt: str, questions: list[Question], settings: BakeSettings, **hooks
+) -> BakeResult:
+    """Bake ``prompt`` into a LoRA adapter. ``questions`` holds n_train + n_val x0s (train first)."""
+    if len(questions) < settings.n_train + settings.n_val:
+        raise ValueError(f"need {settings.n_train + settings.n_val} x0 questions, got {len(questions)}")
+    train_q, val_q = _split_questions(questions, settings)
+    return Baker(model, tokenizer, prompt, settings).run(train_q, val_q, **hooks)
+
+
+def half_bake(
+    model,
+    tokenizer,
+    prompt: str,
+    questions: list[Question],
+    settings: BakeSettings,
+    strength: float = 0.5,
+    **hooks,
+) -> BakeResult:
+    """Bake until the measured held-out strength reaches ``strength`` (not a guessed epoch)."""
+    return bake(
+        model, tokenizer, prompt, questions, settings.model_copy(update={"strength": strength}), **hooks
+    )
+
+
+def pursue(
+    model, tokenizer, prompt: str, questions: list[Question], settings: BakeSettings, rounds: int = 2, **hooks
+) -> list[BakeResult]:
+    """Round 1 bakes; each later round's teacher is the current baked model prompted with u."""
+    results = [bake(model, tokenizer, prompt, questions, settings, **hooks)]
+    baked = results[0].model
+    for r in range(1, rounds):
+        round_settings = settings.model_copy(update={"seed": settings.seed + r})
+        baker = Baker(baked, tokenizer, prompt, round_settings)
+        train_q, val_q = _split_questions(questions, settings)
+        results.append(
+            baker.run(
+                train_q, val_q, teacher_uses_adapter=True, step_offset=sum(x.steps for x in results), **hooks
+            )
+        )
+    return results
+
+
+def merged_copy(peft_model):
+    """A plain transformers model with the adapter's weights merged in (the PeftModel is untouched)."""
+    return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def bake_sequence(
+    model,
+    tokenizer,
+    prompts: list[str],
+    questions: list[list[Question]],
+    settings: list[BakeSettings],
+    **hooks,
+) -> tuple[Any, list[BakeResult]]:
+    """Bake each prompt on top of the previous ones (merged after each); returns (merged model, layers)."""
+    current = model
+    layers: list[BakeResult] = []
+    for prompt, qs, s in zip(prompts, questions, settings, strict=True):
+        result = bake(current, tokenizer, prompt, qs, s, **hooks)
+        layers.append(result)
+        current = merged_copy(result.model)
+    return current, layers

@@ -1,0 +1,243 @@
+"""How well a bake took: strength, NLL alignment, behaviour, drift and forgetting.
+
+Prompt Baking (Bhargava et al., arXiv 2409.13697) judges a bake by whether the
+unprompted baked model behaves like the prompted original. ``behaviour``
+measures that on the task's frozen test split under four conditions (base
+unprompted, base prompted, baked unprompted, baked re-prompted) with n, 95 %
+Wilson intervals and exact McNemar tests on the same items. ``drift`` puts
+unrelated turns before the question (the paper's "prompt decay" concern);
+``forgetting`` re-scores other task families, each under its own prompt,
+before and after. Strength and NLL alignment come from the bake itself
+(``BakeResult``), on held-out trajectories.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+from selfbake import tasks
+from selfbake.generation import SamplingParams, TransformersBackend
+from selfbake.models import render_chat
+from selfbake.scoring import score
+from selfbake.tasks import language
+from selfbake.tasks.stats import mcnemar_exact, wilson
+
+CONDITIONS = ("base_unprompted", "base_prompted", "baked_unprompted", "baked_reprompted")
+
+
+def detector(name: str) -> Callable[[dict], bool] | None:
+    """A behaviour test over a scored record: steps, tool_call, verify, marker:STYLE, regex:PATTERN, none."""
+    if name == "none":
+        return None
+    if name == "steps":
+        return lambda r: language.has_steps(r["output"])
+    if name == "tool_call":
+        return lambda r: bool(r.get("tool_calls")) or language.has_tool_call(r["output"])
+    if name == "verify":
+        return lambda r: language.has_verification(r["output"])
+    if name.startswith("marker:"):
+        style = name.split(":", 1)[1]
+        if style not in language.STYLES:
+            raise ValueError(f"unknown style marker '{style}' (known: {', '.join(language.STYLES)})")
+        return lambda r: language.has_marker(style, r["output"])
+    if name.startswith("regex:"):
+        pattern = re.compile(name.split(":", 1)[1], re.M)
+        return lambda r: bool(pattern.search(r["output"]))
+    raise ValueError(
+        f"unknown behaviour '{name}' (steps, tool_call, verify, marker:STYLE, regex:PATTERN, none)"
+    )
+
+
+def rate(flags: list[bool]) -> dict[str, Any]:
+    k, n = sum(flags), len(flags)
+    lo, hi = wilson(k, n)
+    return {"rate": round(k / n, 4) if n else 0.0, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def paired(a: list[bool], b: list[bool]) -> dict[str, Any]:
+    """b - a on the same items, with the exact McNemar p."""
+    only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+    only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+    return {
+        "diff": round((sum(b) - sum(a)) / len(a), 4),
+        "p_value": mcnemar_exact(only_a, only_b),
+        "n": len(a),
+    }
+
+
+def test_items(task_name: str, n: int, seed: int, levels: tuple[int, ...]) -> list:
+    task = tasks.get(task_name)
+    per = -(-n // len(levels))
+    items = []
+    for level in levels:
+        items += tasks.splits(task, 0, 0, per, seed=seed, difficulty=level).test
+    return items[:n]
+
+
+def _adapter(model, on: bool):
+    if on or not hasattr(model, "disable_adapter"):
+        return nullcontext()
+    return model.disable_adapter()
+
+
+def _view(base, baked, condition: str):
+    """(model, context) for a condition; base may be the baked PeftModel itself (adapter switched off)."""
+    if condition.startswith("baked"):
+        return baked, nullcontext()
+    if base is baked:
+        return baked, _adapter(baked, False)
+    return base, nullcontext()
+
+
+def behaviour(
+    base,
+    baked,
+    tokenizer,
+    prompt: str,
+    *,
+    behaviour_name: str,
+    task: str,
+    levels: tuple[int, ...],
+    tools: tuple[str, ...] | list[str] = (),
+    n: int = 300,
+    seed: int = 0,
+    batch_size: int = 64,
+    conditions: tuple[str, ...] = CONDITIONS,
+) -> dict[str, Any]:
+    """Behaviour rate and accuracy under each condition on the same frozen test items."""
+    detect = detector(behaviour_name)
+    items = test_items(task, n, seed, levels)
+    task_obj = tasks.get(task)
+    out: dict[str, Any] = {"task": task, "levels": list(levels), "behaviour": behaviour_name, "n": len(items)}
+    flags: dict[str, dict[str, list[bool]]] = {}
+    for condition in conditions:
+        system = prompt if condition in ("base_prompted", "baked_reprompted") else None
+        model, context = _view(base, baked, condition)
+        with context:
+            result = score(
+                model,
+                tokenizer,
+                task_obj,
+                items,
+                system=system,
+                tools=list(tools) or None,
+                batch_size=batch_size,
+                seed=seed,
+            )
+        acc = [bool(r["correct"]) for r in result.records]
+        beh = [detect(r) for r in result.records] if detect else []
+        flags[condition] = {"accuracy": acc, "behaviour": beh}
+        out[condition] = {
+            "accuracy": rate(acc),
+            **({"behaviour": rate(beh)} if detect else {}),
+            "example": result.records[0]["output"] if result.records else "",
+        }
+    if "base_prompted" in flags and "baked_unprompted" in flags:
+        out["baked_unprompted_vs_base_prompted"] = {
+            "accuracy": paired(flags["base_prompted"]["accuracy"], flags["baked_unprompted"]["accuracy"]),
+            **(
+                {
+                    "behaviour": paired(
+                        flags["base_prompted"]["behaviour"], flags["baked_unprompted"]["behaviour"]
+                    )
+                }
+                if detect
+                else {}
+            ),
+        }
+    out["_flags"] = flags
+    return out
+
+
+UNRELATED = [
+    ("What is the capital of the made-up land of Vel?", "I do not know."),
+    ("Close the brackets: ( [", "] )"),
+    ("Evaluate RPN: 3 4 +", "7"),
+    ("Say something nice.", "You are doing well."),
+    ("What is 2 + 2?", "4"),
+    ("Name a colour.", "Blue."),
+]
+
+
+def drift(
+    base,
+    baked,
+    tokenizer,
+    prompt: str,
+    *,
+    behaviour_name: str,
+    task: str,
+    levels: tuple[int, ...],
+    turns: tuple[int, ...] = (0, 1, 2, 4),
+    n: int = 100,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Behaviour rate vs the number of unrelated turns before the question: base prompted vs baked unprompted."""
+    detect = detector(behaviour_name)
+    if detect is None:
+        return []
+    task_obj = tasks.get(task)
+    items = test_items(task, n, seed, levels)
+    params = SamplingParams(temperature=0.0, max_new_tokens=task_obj.max_new_tokens, seed=seed)
+    rows = []
+    for k in turns:
+        history = []
+        for q, a in UNRELATED[:k]:
+            history += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        row: dict[str, Any] = {"turns": k}
+        for condition, system in (("base_prompted", prompt), ("baked_unprompted", None)):
+            prompts = [render_chat(tokenizer, task_obj.prompt(i), system, history=history) for i in items]
+            model, context = _view(base, baked, condition)
+            with context:
+                samples = TransformersBackend(model, tokenizer, batch_size=batch_size).generate(
+                    prompts, params
+                )
+            row[condition] = rate([detect({"output": s.text, "tool_calls": []}) for s in samples])
+        rows.append(row)
+    return rows
+
+
+FORGETTING_FAMILIES: dict[str, tuple[str | None, tuple[int, ...], tuple[str, ...]]] = {
+    # family: (its own prompt, difficulty levels, tools)
+    "rpn": (None, (1, 2), ()),
+    "brackets": (None, (1, 2), ()),
+    "bignum": (language.TOOLS[0], (1, 2), ("calculator",)),
+    "arithmetic": (language.REASONING[0], (2, 3), ()),
+}
+
+
+def forgetting(
+    base, baked, tokenizer, families: list[str], *, n: int = 300, seed: int = 0, batch_size: int = 64
+) -> dict[str, Any]:
+    """Accuracy on other families, each under its own prompt: base vs baked, paired on the same items."""
+    out = {}
+    for family in families:
+        system, levels, tools = FORGETTING_FAMILIES[family]
+        items = test_items(family, n, seed, levels)
+        task_obj = tasks.get(family)
+        acc = {}
+        for name, condition in (("before", "base_prompted"), ("after", "baked_reprompted")):
+            model, context = _view(base, baked, condition)
+            with context:
+                result = score(
+                    model,
+                    tokenizer,
+                    task_obj,
+                    items,
+                    system=system,
+                    tools=list(tools) or None,
+                    batch_size=batch_size,
+                    seed=seed,
+                )
+            acc[name] = [bool(r["correct"]) for r in result.records]
+        out[family] = {
+            "prompt": system,
+            "before": rate(acc["before"]),
+            "after": rate(acc["after"]),
+            "change": paired(acc["before"], acc["after"]),
+        }
+    return out
