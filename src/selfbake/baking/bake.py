@@ -10,8 +10,9 @@ as the system turn; the student is the adapter, shown no system turn. Steps:
    a bake; ``loss.teacher_targets``);
 3. train the adapter on the chunked fp32 KL; every ``eval_every`` steps measure
    held-out KL and strength s = 1 - KL(teacher||baked)/KL(teacher||unbaked);
-4. stop at the target strength (half-baking; the closer of the two checkpoints
-   around the crossing is kept) or when held-out KL stops falling (full bake;
+4. stop at the target strength (half-baking: the adapter is bisected between
+   the two checkpoints around the crossing until the measured strength is
+   within 0.02 of the target) or when held-out KL stops falling (full bake;
    the best checkpoint is kept).
 
 Pursuit (section 5 of the paper): round r's teacher is the round r-1 baked
@@ -33,11 +34,11 @@ from typing import Any, Literal
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from selfbake.baking import loss as L
 from selfbake.baking.trajectories import Encoded, Question, Trajectory, encode_pair, sample
-from selfbake.config import Config
+from selfbake.config import Config, comma_list
 from selfbake.generation import SamplingParams
 
 
@@ -74,8 +75,14 @@ class BakeSettings(Config):
     top_k: int = Field(256, gt=0, description="k for kl=topk")
     chunk: int = Field(1024, gt=0, description="rows of [rows, vocab] logits computed at once")
     tools: list[str] = Field(default_factory=list, description="tools trajectories may call")
+    max_tool_calls: int = Field(4, ge=0, description="tool calls per trajectory at most")
     seed: int = Field(0, description="random seed")
     sample_batch_size: int = Field(64, gt=0, description="trajectories per generation batch")
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools_list(cls, value):
+        return comma_list(value)
 
 
 @dataclass
@@ -189,6 +196,7 @@ class Baker:
                 params,
                 tools=s.tools or None,
                 batch_size=s.sample_batch_size,
+                max_tool_calls=s.max_tool_calls,
             )
 
     def encode(self, trajectories: list[Trajectory]) -> tuple[list[Encoded], list[Encoded]]:
@@ -255,6 +263,32 @@ class Baker:
         with torch.no_grad():
             for k, v in state.items():
                 params[k].copy_(v)
+
+    def bisect(self, low, high, target: float, student_val, targets_val, kl_start: float, tol: float = 0.02):
+        """Interpolate the adapter between two checkpoints that straddle the target strength.
+
+        One optimiser step can jump past the target; the LoRA weights on the
+        segment between the checkpoints are searched by bisection (each probe
+        one held-out KL pass) until the measured strength is within ``tol``.
+        """
+        best = min((low, high), key=lambda c: abs(c[2] - target))
+        lo, hi = 0.0, 1.0
+        for _ in range(12):
+            if abs(best[2] - target) <= tol:
+                break
+            t = (lo + hi) / 2
+            state = {k: low[1][k] + t * (high[1][k] - low[1][k]) for k in low[1]}
+            self.load_state(state)
+            kl = self.val_kl(student_val, targets_val)
+            strength = 1.0 - kl / kl_start if kl_start > 0 else 1.0
+            probe = (kl, state, strength)
+            if abs(strength - target) < abs(best[2] - target):
+                best = probe
+            if strength < target:
+                lo = t
+            else:
+                hi = t
+        return best
 
     def run(
         self,
@@ -326,7 +360,9 @@ class Baker:
                     history.append({"step": step_offset + step, "val_kl": kl, "strength": strength})
                     current = (kl, self.trainable_state(), strength)
                     if s.strength is not None and strength >= s.strength:
-                        chosen = min((previous, current), key=lambda c: abs(c[2] - s.strength))
+                        chosen = self.bisect(
+                            previous, current, s.strength, student_val, targets_val, kl_start
+                        )
                     elif kl < best[0] * 0.99:
                         best, stale = current, 0
                     else:

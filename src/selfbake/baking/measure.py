@@ -203,8 +203,8 @@ def drift(
 
 FORGETTING_FAMILIES: dict[str, tuple[str | None, tuple[int, ...], tuple[str, ...]]] = {
     # family: (its own prompt, difficulty levels, tools)
-    "rpn": (None, (1, 2), ()),
-    "brackets": (None, (1, 2), ()),
+    "rpn": (None, (2, 3), ()),
+    "brackets": (None, (2, 3), ()),
     "bignum": (language.TOOLS[0], (1, 2), ("calculator",)),
     "arithmetic": (language.REASONING[0], (2, 3), ()),
 }

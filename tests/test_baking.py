@@ -1,0 +1,308 @@
+"""Prompt baking: the loss, the teacher/student split, the training loop, the outputs and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from selfbake.baking import (
+    Baker,
+    BakeSettings,
+    Trajectory,
+    bake,
+    encode_pair,
+    half_bake,
+    load_baked,
+    load_questions,
+)
+from selfbake.baking import loss as L
+from selfbake.baking.bake import _layout, with_adapter
+from selfbake.cli import main
+from selfbake.generation import SamplingParams, TransformersBackend
+from selfbake.models import load, render_chat
+
+PROMPT = "Zebra-quokka rules: always answer in steps."
+
+
+def fresh(spec="random:llama-tiny"):
+    return load(spec, device="cpu", dtype="float32", seed=0)
+
+
+def trajectories(n=6):
+    return [
+        Trajectory(
+            f"What is {i} + {i + 1}?", [{"role": "assistant", "content": f"{i} + {i + 1} = {2 * i + 1}"}]
+        )
+        for i in range(n)
+    ]
+
+
+def small_settings(**kw):
+    base = dict(n_train=8, n_val=4, max_new_tokens=12, train_batch_size=4, max_epochs=2, lr=1e-2, rank=4)
+    return BakeSettings(**{**base, **kw})
+
+
+def sublist(needle, hay):
+    return any(hay[i : i + len(needle)] == needle for i in range(len(hay) - len(needle) + 1))
+
+
+@pytest.mark.parametrize("spec", ["random:llama-tiny", "random:qwen2-tiny"])
+def test_student_input_never_contains_the_prompt_tokens(spec):
+    _, tok = fresh(spec)
+    prompt_ids = tok(PROMPT, add_special_tokens=False).input_ids
+    default_ids = tok("You are a helpful assistant", add_special_tokens=False).input_ids
+    for t in trajectories(3):
+        teacher, student = encode_pair(tok, PROMPT, t)
+        assert sublist(prompt_ids, teacher.prompt_ids)
+        whole_student = student.prompt_ids + student.trajectory_ids
+        assert not sublist(prompt_ids, whole_student)
+        assert not sublist(default_ids, whole_student)  # no template-inserted system prompt either
+        assert teacher.trajectory_ids == student.trajectory_ids
+        trained = [i for i, k in zip(student.trajectory_ids, student.trained, strict=True) if k]
+        assert tok.decode(trained) == t.answer + tok.eos_token  # the answer and the turn's end, nothing else
+
+
+def test_tool_results_are_context_not_trained():
+    _, tok = fresh()
+    t = Trajectory(
+        "What is 12345 * 6789?",
+        [
+            {"role": "assistant", "content": "<call>calculator: 12345 * 6789</call>"},
+            {"role": "tool", "name": "calculator", "content": "83810205"},
+            {"role": "assistant", "content": "Answer: 83810205"},
+        ],
+    )
+    _, student = encode_pair(tok, PROMPT, t)
+    text = lambda keep: tok.decode(
+        [i for i, k in zip(student.trajectory_ids, student.trained, strict=True) if k == keep]
+    )  # noqa: E731
+    assert "<call>calculator: 12345 * 6789</call>" in text(True) and "Answer: 83810205" in text(True)
+    assert "83810205" not in text(True).replace("Answer: 83810205", "")
+    assert "tool" in text(False)
+
+
+def test_first_trajectory_token_position_is_trained():
+    _, tok = fresh()
+    encs = [encode_pair(tok, PROMPT, t)[1] for t in trajectories(3)]
+    b = _layout(encs, tok.pad_token_id)
+    pairs = set(zip(b.rows.tolist(), b.cols.tolist(), strict=True))
+    for r, e in enumerate(encs):
+        assert (r, len(e.prompt_ids) - 1) in pairs  # predicts trajectory token 0
+        assert (
+            r,
+            len(e.prompt_ids) + len(e.trajectory_ids) - 1,
+        ) not in pairs  # nothing predicts past the end
+    assert len(pairs) == sum(sum(e.trained) for e in encs)
+    assert b.tokens[0].item() == encs[0].trajectory_ids[0]
+
+
+def _baker():
+    model, tok = fresh()
+    return Baker(model, tok, PROMPT, small_settings()), tok
+
+
+def test_kl_is_exactly_zero_when_the_student_is_given_the_prompt():
+    baker, tok = _baker()
+    teacher = [encode_pair(tok, PROMPT, t)[0] for t in trajectories(4)]
+    targets = baker.targets(teacher, None, teacher_uses_adapter=False)
+    total, n = baker.kl(teacher, targets, grad=False)  # adapter on but empty, same input as the teacher
+    assert n > 0 and total.item() == 0.0
+    top = baker.targets(teacher, 8, teacher_uses_adapter=False)
+    assert abs(baker.kl(teacher, top, grad=False)[0].item()) < 1e-5
+
+
+def test_loss_has_gradients_and_topk_bounds_full_kl():
+    baker, tok = _baker()
+    pairs = [encode_pair(tok, PROMPT, t) for t in trajectories(4)]
+    teacher, student = [p[0] for p in pairs], [p[1] for p in pairs]
+    targets = baker.targets(teacher, None, teacher_uses_adapter=False)
+    baker.model.train()
+    total, n = baker.kl(student, targets, grad=True)
+    loss = total / n
+    assert loss.requires_grad and loss.item() > 0
+    loss.backward()
+    grads = [p.grad for name, p in baker.model.named_parameters() if "lora_B" in name]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    full = baker.kl(student, targets, grad=False)[0].item()
+    vocab = L.decoder_and_head(baker.model)[1].weight.shape[0]
+    exact = baker.kl(student, baker.targets(teacher, vocab, False), grad=False)[0].item()
+    coarse = baker.kl(student, baker.targets(teacher, 4, False), grad=False)[0].item()
+    assert exact == pytest.approx(full, rel=1e-4)
+    assert 0 <= coarse <= full + 1e-6  # coarsening can only lose divergence
+
+
+def test_a_chunk_of_one_row_gives_the_same_loss_and_gradient():
+    baker, tok = _baker()
+    pairs = [encode_pair(tok, PROMPT, t) for t in trajectories(3)]
+    targets = baker.targets([p[0] for p in pairs], None, False)
+    student = [p[1] for p in pairs]
+    results = []
+    for chunk in (1, 4096):
+        baker.settings = baker.settings.model_copy(update={"chunk": chunk})
+        baker.model.zero_grad()
+        total, _ = baker.kl(student, targets, grad=True)
+        total.backward()
+        grad = next(p.grad.clone() for name, p in baker.model.named_parameters() if "lora_B" in name)
+        results.append((total.item(), grad))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)  # fp32 sums in another order
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-5)
+
+
+def test_bake_lowers_kl_changes_the_adapter_and_leaves_the_teacher_alone():
+    model, tok = fresh("bundled")
+    prompt = "Think step by step."
+    probe = tok(render_chat(tok, "What is 1 + 2 * 3?", prompt), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        before = model(**probe).logits.clone()
+    questions = load_questions("task:arithmetic:2,3", 24, seed=0)
+    result = bake(
+        model, tok, prompt, questions, small_settings(n_train=16, n_val=8, lr=3e-3, max_new_tokens=48)
+    )
+    peft_model = result.model
+    with torch.no_grad(), peft_model.disable_adapter():
+        teacher_after = peft_model(**probe).logits
+        assert torch.equal(teacher_after, before)
+    with torch.no_grad():
+        assert not torch.allclose(peft_model(**probe).logits, before)
+    assert result.kl_baked < result.kl_unbaked and result.strength > 0
+    assert result.history[0]["strength"] == 0.0 and result.steps > 0
+    summary = result.summary()
+    for key in ("strength", "kl_unbaked", "kl_baked", "seconds", "trajectory_tokens", "tokens_per_s"):
+        assert summary[key] is not None
+    assert 0.0 <= summary["nll_alignment"]["r2"] <= 1.0
+
+
+def test_prefix_reuse_gives_the_same_greedy_samples():
+    model, tok = fresh()
+    prompts = [render_chat(tok, f"Question number {i}?", PROMPT) for i in range(5)]
+    params = SamplingParams(temperature=0.0, max_new_tokens=10)
+    shared = TransformersBackend(model, tok, batch_size=3, reuse_prefix=True)
+    assert shared._shared_prefix(prompts) is not None
+    plain = TransformersBackend(model, tok, batch_size=3, reuse_prefix=False).generate(prompts, params)
+    reused = shared.generate(prompts, params)
+    assert [s.token_ids for s in reused] == [s.token_ids for s in plain]
+
+
+def test_with_adapter_starts_empty():
+    model, tok = fresh()
+    peft_model = with_adapter(model, small_settings())
+    assert all((p == 0).all() for n, p in peft_model.named_parameters() if "lora_B" in n)
+
+
+def _bake_cli(capsys, out, *extra):
+    code = main(
+        [
+            "bake",
+            "--model",
+            "bundled",
+            "--n-train",
+            "16",
+            "--n-val",
+            "8",
+            "--max-new-tokens",
+            "40",
+            "--train-batch-size",
+            "8",
+            "--max-epochs",
+            "2",
+            "--measure-n",
+            "4",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def test_cli_bake_writes_adapter_merged_card_and_they_reload(capsys, tmp_path):
+    out = tmp_path / "bake"
+    text = _bake_cli(capsys, out, "--prompt-file", "bundled:reasoning", "--merge", "--pursue", "1")
+    assert "base prompted" in text and "strength" in text
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "strength",
+        "kl_unbaked",
+        "kl_baked",
+        "seconds",
+        "trajectory_tokens",
+        "tokens_per_s",
+        "behaviour",
+    ):
+        assert key in summary
+    assert len(summary["rounds"]) == 2
+    assert set(summary["behaviour"]) >= {
+        "base_unprompted",
+        "base_prompted",
+        "baked_unprompted",
+        "baked_reprompted",
+    }
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("strength" in m for m in metrics) and any("tokens_per_s" in m for m in metrics)
+    assert "bundled:reasoning" in (out / "README.md").read_text()
+
+    base, tok = fresh("bundled")
+    adapter = PeftModel.from_pretrained(base, out / "adapter")  # plain peft
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")  # plain transformers
+    ids = tok(render_chat(tok, "What is 2 + 2?"), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        a, m = adapter(**ids).logits, merged(**ids).logits
+        with adapter.disable_adapter():
+            plain = adapter(**ids).logits
+    assert torch.allclose(a, m, atol=1e-4) and not torch.allclose(a, plain, atol=1e-4)
+    params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    prompt = [render_chat(tok, "What is 2 + 2?")]
+    assert (
+        TransformersBackend(adapter, tok).generate(prompt, params)[0].token_ids
+        == TransformersBackend(merged, tok).generate(prompt, params)[0].token_ids
+    )
+
+
+def test_cli_sequence_stacked_adapters_equal_the_merged_model(capsys, tmp_path):
+    out = tmp_path / "seq"
+    _bake_cli(capsys, out, "--sequence", "bundled:tools", "bundled:style-greeting", "--max-tool-calls", "1")
+    layers = json.loads((out / "adapter" / "layers.json").read_text())
+    assert [x["name"] for x in layers] == ["bundled:tools", "bundled:style-greeting"]
+    stacked, tok = load_baked(out)
+    merged, _ = load_baked(out, merged=True)
+    ids = tok(render_chat(tok, "What is 2 + 2?"), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        assert torch.allclose(stacked(**ids).logits, merged(**ids).logits, atol=1e-4)
+    assert "| 2 | bundled:style-greeting |" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", "x", "--prompt-file", "bundled:reasoning"], "exactly one of"),
+        (["--prompt-file", "bundled:reasonin"], "did you mean 'bundled:reasoning'"),
+        (["--prompt-file", "no/such/file.txt"], "does not exist"),
+        (["--prompt", "x", "--x0", "task:nosuch"], "unknown task 'nosuch'"),
+        (["--prompt", "x", "--behaviour", "smell"], "unknown behaviour 'smell'"),
+        (["--prompt", "x", "--forgetting", "rpn,poetry"], "unknown family 'poetry'"),
+        (["--prompt", "   "], "--prompt is empty"),
+        (["--sequence", "bundled:tools"], "at least two"),
+        (["--prompt", "x", "--strength", "1.5"], "strength"),
+    ],
+)
+def test_bad_bake_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
+    code = main(["bake", "--model", "random:llama-tiny", "--out", str(tmp_path / "x"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_half_bake_lands_on_the_target_strength():
+    model, tok = fresh("bundled")
+    questions = load_questions("task:arithmetic:2,3", 24, seed=0)
+    settings = small_settings(n_train=16, n_val=8, lr=3e-3, max_new_tokens=48, max_epochs=3)
+    result = half_bake(model, tok, "Think step by step.", questions, settings, strength=0.5)
+    assert abs(result.strength - 0.5) <= 0.02
+    assert result.kl_baked == pytest.approx(result.kl_unbaked * (1 - result.strength), rel=1e-6)
