@@ -77,9 +77,12 @@ def test_tool_results_are_context_not_trained():
         ],
     )
     _, student = encode_pair(tok, PROMPT, t)
-    text = lambda keep: tok.decode(
-        [i for i, k in zip(student.trajectory_ids, student.trained, strict=True) if k == keep]
-    )  # noqa: E731
+
+    def text(keep):
+        return tok.decode(
+            [i for i, k in zip(student.trajectory_ids, student.trained, strict=True) if k == keep]
+        )
+
     assert "<call>calculator: 12345 * 6789</call>" in text(True) and "Answer: 83810205" in text(True)
     assert "83810205" not in text(True).replace("Answer: 83810205", "")
     assert "tool" in text(False)
@@ -143,7 +146,7 @@ def test_a_chunk_of_one_row_gives_the_same_loss_and_gradient():
     student = [p[1] for p in pairs]
     results = []
     for chunk in (1, 4096):
-        baker.settings = baker.settings.model_copy(update={"chunk": chunk})
+        baker.chunk = chunk
         baker.model.zero_grad()
         total, _ = baker.kl(student, targets, grad=True)
         total.backward()

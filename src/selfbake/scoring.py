@@ -59,6 +59,7 @@ def score(
     chat: bool | None = None,
     k: int = 1,
     temperature: float = 0.8,
+    sample_single: bool = False,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
     seed: int = 0,
@@ -75,7 +76,7 @@ def score(
     greedy = k == 1
     params = SamplingParams(
         max_new_tokens=max_new_tokens or task.max_new_tokens,
-        temperature=0.0 if greedy else temperature,
+        temperature=0.0 if greedy and not sample_single else temperature,
         stop=list(task.stop),
         n=k,
         seed=seed,

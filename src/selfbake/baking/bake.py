@@ -73,7 +73,12 @@ class BakeSettings(Config):
         description="full-vocabulary KL, or top-k with a tail bucket (auto: full up to 1 GiB of targets)",
     )
     top_k: int = Field(256, gt=0, description="k for kl=topk")
-    chunk: int = Field(1024, gt=0, description="rows of [rows, vocab] logits computed at once")
+    chunk: int = Field(
+        0, ge=0, description="rows of [rows, vocab] fp32 logits at once (0 = as many as fit 64 MiB)"
+    )
+    select: Literal["best", "last"] = Field(
+        "best", description="full bake: keep the checkpoint with the lowest held-out KL, or the last"
+    )
     tools: list[str] = Field(default_factory=list, description="tools trajectories may call")
     max_tool_calls: int = Field(4, ge=0, description="tool calls per trajectory at most")
     seed: int = Field(0, description="random seed")
@@ -180,6 +185,7 @@ class Baker:
         self.prompt = prompt
         self.settings = settings
         self.pad = _pad_id(tokenizer)
+        self.chunk = settings.chunk or max(16, (64 << 20) // (4 * _vocab(self.model)))
 
     def teacher_context(self, teacher_uses_adapter: bool):
         return nullcontext() if teacher_uses_adapter else self.model.disable_adapter()
@@ -216,7 +222,7 @@ class Baker:
                 encs = teacher[start : start + bs]
                 b = _layout(encs, self.pad)
                 hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
-                t = L.teacher_targets(self.model, hidden, b.tokens, top_k, self.settings.chunk)
+                t = L.teacher_targets(self.model, hidden, b.tokens, top_k, self.chunk)
                 out += L.split(t, [sum(e.trained) for e in encs])
         return out
 
@@ -224,7 +230,7 @@ class Baker:
         b = _layout(student, self.pad)
         with torch.set_grad_enabled(grad):
             hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
-            total = L.kl_sum(self.model, hidden, L.concat(targets), self.settings.chunk)
+            total = L.kl_sum(self.model, hidden, L.concat(targets), self.chunk)
         return total, int(b.rows.numel())
 
     @torch.no_grad()
@@ -245,7 +251,7 @@ class Baker:
         for enc, t in zip(student, targets, strict=True):
             b = _layout([enc], self.pad)
             hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
-            lp = L.student_token_logprobs(self.model, hidden, b.tokens, self.settings.chunk)
+            lp = L.student_token_logprobs(self.model, hidden, b.tokens, self.chunk)
             baked.append(-float(lp.mean()))
             teacher.append(-float(t.token_logprobs.mean()))
         return {
@@ -300,10 +306,33 @@ class Baker:
         advance: Callable[[int], None] | None = None,
         step_offset: int = 0,
     ) -> BakeResult:
-        s = self.settings
         started = time.perf_counter()
         train_t = self.sample(train_q, teacher_uses_adapter)
         val_t = self.sample(val_q, teacher_uses_adapter)
+        return self.fit(
+            train_t,
+            val_t,
+            teacher_uses_adapter=teacher_uses_adapter,
+            log=log,
+            advance=advance,
+            step_offset=step_offset,
+            started=started,
+        )
+
+    def fit(
+        self,
+        train_t: list[Trajectory],
+        val_t: list[Trajectory],
+        *,
+        teacher_uses_adapter: bool = False,
+        log: Callable[..., None] | None = None,
+        advance: Callable[[int], None] | None = None,
+        step_offset: int = 0,
+        started: float | None = None,
+    ) -> BakeResult:
+        """Train on given trajectories (``run`` samples them first)."""
+        s = self.settings
+        started = time.perf_counter() if started is None else started
         teacher_train, student_train = self.encode(train_t)
         teacher_val, student_val = self.encode(val_t)
         if not student_train or not student_val:
@@ -377,7 +406,9 @@ class Baker:
             if chosen is not None or (s.strength is None and stale >= s.patience):
                 break
         if chosen is None:
-            if s.strength is None:
+            if s.select == "last":
+                chosen = (None, self.trainable_state(), None)
+            elif s.strength is None:
                 chosen = best
             else:  # the target was never reached: keep the strongest checkpoint
                 chosen = max((best, previous), key=lambda c: c[2])

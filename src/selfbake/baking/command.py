@@ -56,6 +56,9 @@ class BakeConfig(BakeSettings):
     measure_n: int = Field(
         300, ge=0, description="test items per condition in the before/after table (0 = skip)"
     )
+    measure_temperature: float = Field(
+        0.0, ge=0.0, description="decoding for the table: 0 = greedy; >0 = one seeded sample per item"
+    )
     drift: bool = Field(False, description="also measure behaviour vs number of unrelated earlier turns")
     forgetting: list[str] = Field(
         default_factory=list,
@@ -360,12 +363,14 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                 n=config.measure_n,
                 seed=config.seed,
                 batch_size=config.batch_size,
+                temperature=config.measure_temperature,
             )
             table.pop("_flags")
             behaviours[plan.name] = table
             behaviour_table(
                 console,
-                f"{plan.name}: before / after (frozen test split, seed {config.seed})",
+                f"{plan.name}: before / after (frozen test split, seed {config.seed}, "
+                f"{'greedy' if not config.measure_temperature else f'T={config.measure_temperature}'})",
                 table,
                 result if len(plans) == 1 else result,
             )

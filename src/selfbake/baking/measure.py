@@ -106,12 +106,23 @@ def behaviour(
     seed: int = 0,
     batch_size: int = 64,
     conditions: tuple[str, ...] = CONDITIONS,
+    temperature: float = 0.0,
 ) -> dict[str, Any]:
-    """Behaviour rate and accuracy under each condition on the same frozen test items."""
+    """Behaviour rate and accuracy under each condition on the same frozen test items.
+
+    temperature 0 = greedy answers; > 0 samples one answer per item (seeded), which
+    shows a partial bake's graded effect that greedy decoding rounds to 0 or 1.
+    """
     detect = detector(behaviour_name)
     items = test_items(task, n, seed, levels)
     task_obj = tasks.get(task)
-    out: dict[str, Any] = {"task": task, "levels": list(levels), "behaviour": behaviour_name, "n": len(items)}
+    out: dict[str, Any] = {
+        "task": task,
+        "levels": list(levels),
+        "behaviour": behaviour_name,
+        "n": len(items),
+        "temperature": temperature,
+    }
     flags: dict[str, dict[str, list[bool]]] = {}
     for condition in conditions:
         system = prompt if condition in ("base_prompted", "baked_reprompted") else None
@@ -126,6 +137,8 @@ def behaviour(
                 tools=list(tools) or None,
                 batch_size=batch_size,
                 seed=seed,
+                temperature=temperature,
+                sample_single=temperature > 0,
             )
         acc = [bool(r["correct"]) for r in result.records]
         beh = [detect(r) for r in result.records] if detect else []
