@@ -309,3 +309,15 @@ def test_half_bake_lands_on_the_target_strength():
     result = half_bake(model, tok, "Think step by step.", questions, settings, strength=0.5)
     assert abs(result.strength - 0.5) <= 0.02
     assert result.kl_baked == pytest.approx(result.kl_unbaked * (1 - result.strength), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_bundled_reasoning_bake_meets_the_bars(tmp_path):
+    """The README's main command: steps >= 90 % unprompted, accuracy within 3 points, strength >= 0.8."""
+    from selfbake.baking import BakeConfig, run_bake
+
+    summary = run_bake(BakeConfig(prompt_file="bundled:reasoning", out=str(tmp_path / "bake")))
+    table = summary["behaviour"]
+    assert table["baked_unprompted"]["behaviour"]["rate"] >= 0.90
+    assert abs(table["baked_unprompted_vs_base_prompted"]["accuracy"]["diff"]) <= 0.03
+    assert summary["strength"] >= 0.8 and summary["bake_seconds"] <= 180
