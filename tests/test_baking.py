@@ -321,3 +321,18 @@ def test_bundled_reasoning_bake_meets_the_bars(tmp_path):
     assert table["baked_unprompted"]["behaviour"]["rate"] >= 0.90
     assert abs(table["baked_unprompted_vs_base_prompted"]["accuracy"]["diff"]) <= 0.03
     assert summary["strength"] >= 0.8 and summary["bake_seconds"] <= 180
+
+
+def test_retain_anchor_keeps_the_system_prompt_and_starts_at_zero_kl():
+    from selfbake.baking.measure import FORGETTING_FAMILIES
+
+    model, tok = fresh("bundled")
+    baker = Baker(
+        model, tok, "Think step by step.", small_settings(retain=["bignum"], n_retain=4, max_new_tokens=48)
+    )
+    encs, targets = baker.retain_set(None)
+    system = FORGETTING_FAMILIES["bignum"][0]
+    system_ids = tok(system, add_special_tokens=False).input_ids
+    assert encs and all(sublist(system_ids, e.prompt_ids) for e in encs)  # anchor keeps its own prompt
+    total, n = baker.kl(encs, targets, grad=False)
+    assert n > 0 and total.item() == 0.0  # empty adapter = base: nothing to pull back yet

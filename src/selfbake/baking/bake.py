@@ -37,7 +37,15 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from pydantic import Field, field_validator
 
 from selfbake.baking import loss as L
-from selfbake.baking.trajectories import Encoded, Question, Trajectory, encode_pair, sample
+from selfbake.baking.trajectories import (
+    Encoded,
+    Question,
+    Trajectory,
+    encode,
+    encode_pair,
+    load_questions,
+    sample,
+)
 from selfbake.config import Config, comma_list
 from selfbake.generation import SamplingParams
 
@@ -81,10 +89,16 @@ class BakeSettings(Config):
     )
     tools: list[str] = Field(default_factory=list, description="tools trajectories may call")
     max_tool_calls: int = Field(4, ge=0, description="tool calls per trajectory at most")
+    retain: list[str] = Field(
+        default_factory=list,
+        description="task families whose own-prompt behaviour the adapter must keep (a KL anchor to the base)",
+    )
+    n_retain: int = Field(128, gt=0, description="anchor trajectories, split over the retain families")
+    retain_weight: float = Field(1.0, ge=0.0, description="weight of the anchor KL in the loss")
     seed: int = Field(0, description="random seed")
     sample_batch_size: int = Field(64, gt=0, description="trajectories per generation batch")
 
-    @field_validator("tools", mode="before")
+    @field_validator("tools", "retain", mode="before")
     @classmethod
     def _tools_list(cls, value):
         return comma_list(value)
@@ -261,6 +275,39 @@ class Baker:
             "teacher_mean_nll": round(sum(teacher) / len(teacher), 4),
         }
 
+    def retain_set(self, top_k: int | None) -> tuple[list[Encoded], list[L.Targets]]:
+        """Anchor trajectories: other families under their own prompts, sampled from and scored by the base.
+
+        The bake's KL only says what the unprompted model does on x0; without an
+        anchor the adapter also rewrites behaviour under other prompts (measured:
+        a reasoning bake took bignum-with-calculator from 0.747 to 0.003). Here
+        teacher and student see the same input; the teacher is always the
+        original model (adapter off), also in pursuit rounds.
+        """
+        from selfbake.baking.measure import FORGETTING_FAMILIES
+
+        s = self.settings
+        encs: list[Encoded] = []
+        per = -(-s.n_retain // len(s.retain))
+        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed + 1)
+        for family in s.retain:
+            system, levels, tools = FORGETTING_FAMILIES[family]
+            spec = f"task:{family}:{','.join(map(str, levels))}"
+            questions = load_questions(spec, per, s.seed + 1)
+            with self.model.disable_adapter():
+                trajectories = sample(
+                    self.model,
+                    self.tokenizer,
+                    system,
+                    questions,
+                    params,
+                    tools=list(tools) or None,
+                    batch_size=s.sample_batch_size,
+                    max_tool_calls=s.max_tool_calls,
+                )
+            encs += [e for e in (encode(self.tokenizer, system, t) for t in trajectories) if any(e.trained)]
+        return encs, self.targets(encs, top_k, teacher_uses_adapter=False)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
 
@@ -341,6 +388,9 @@ class Baker:
         top_k = _kl_mode(s, n_tokens, _vocab(self.model))
         targets_train = self.targets(teacher_train, top_k, teacher_uses_adapter)
         targets_val = self.targets(teacher_val, top_k, teacher_uses_adapter)
+        retain_encs, retain_targets = self.retain_set(top_k) if s.retain else ([], [])
+        retain_order = list(range(len(retain_encs)))
+        retain_cursor = len(retain_order)
         sample_seconds = time.perf_counter() - started
         traj_tokens = sum(len(e.trajectory_ids) for e in student_train + student_val)
 
@@ -370,6 +420,16 @@ class Baker:
                     [student_train[i] for i in idx], [targets_train[i] for i in idx], grad=True
                 )
                 loss = total / max(count, 1)
+                if retain_encs:
+                    if retain_cursor >= len(retain_order):
+                        rng.shuffle(retain_order)
+                        retain_cursor = 0
+                    ridx = retain_order[retain_cursor : retain_cursor + s.train_batch_size]
+                    retain_cursor += s.train_batch_size
+                    r_total, r_count = self.kl(
+                        [retain_encs[i] for i in ridx], [retain_targets[i] for i in ridx], grad=True
+                    )
+                    loss = loss + s.retain_weight * r_total / max(r_count, 1)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

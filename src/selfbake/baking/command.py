@@ -241,11 +241,12 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
         raise UserError(str(exc)) from None
     for plan in plans:
         load_questions(plan.x0, 1, config.seed)  # validate the x0 spec before loading the model
-    unknown = [f for f in config.forgetting if f not in measure.FORGETTING_FAMILIES]
-    if unknown:
-        raise UserError(
-            f"--forgetting: unknown family '{unknown[0]}' (choose from {', '.join(measure.FORGETTING_FAMILIES)})"
-        )
+    for flag, families in (("--forgetting", config.forgetting), ("--retain", config.retain)):
+        unknown = [f for f in families if f not in measure.FORGETTING_FAMILIES]
+        if unknown:
+            raise UserError(
+                f"{flag}: unknown family '{unknown[0]}' (choose from {', '.join(measure.FORGETTING_FAMILIES)})"
+            )
     if sources and config.pursue:
         raise UserError("--pursue applies to a single prompt, not to --sequence")
     run = open_run("bake", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
