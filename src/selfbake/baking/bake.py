@@ -18,7 +18,8 @@ as the system turn; the student is the adapter, shown no system turn. Steps:
 Pursuit (section 5 of the paper): round r's teacher is the round r-1 baked
 model prompted with u; its targets are frozen before round r trains. Sequences
 merge each bake into the weights before the next; since LoRA deltas add, the
-saved adapters stacked in order equal the merged model.
+saved adapters stacked in order equal the merged model; earlier layers are
+kept by a KL anchor on their x0 (``bake_sequence(keep_earlier=True)``).
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ class Baker:
         self.prompt = prompt
         self.settings = settings
         self.pad = _pad_id(tokenizer)
+        self.anchors: list[tuple[str | None, list[Question], tuple[str, ...]]] = []
         self.chunk = settings.chunk or max(16, (64 << 20) // (4 * _vocab(self.model)))
 
     def teacher_context(self, teacher_uses_adapter: bool):
@@ -276,24 +278,28 @@ class Baker:
         }
 
     def retain_set(self, top_k: int | None) -> tuple[list[Encoded], list[L.Targets]]:
-        """Anchor trajectories: other families under their own prompts, sampled from and scored by the base.
+        """Anchor trajectories: contexts whose current behaviour the adapter must keep, scored by the model
+        as it was before this bake (adapter off), with the same input for teacher and student.
 
         The bake's KL only says what the unprompted model does on x0; without an
-        anchor the adapter also rewrites behaviour under other prompts (measured:
-        a reasoning bake took bignum-with-calculator from 0.747 to 0.003). Here
-        teacher and student see the same input; the teacher is always the
-        original model (adapter off), also in pursuit rounds.
+        anchor the adapter also rewrites behaviour elsewhere (measured: a reasoning
+        bake took bignum-with-calculator from 0.747 to 0.003; a greeting bake after
+        a tool bake erased the unprompted tool calls). Anchors come from
+        ``settings.retain`` (other families under their own prompts) and from
+        ``self.anchors`` (in a sequence: earlier layers' x0, unprompted).
         """
         from selfbake.baking.measure import FORGETTING_FAMILIES
 
         s = self.settings
-        encs: list[Encoded] = []
-        per = -(-s.n_retain // len(s.retain))
-        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed + 1)
+        groups = list(self.anchors)
         for family in s.retain:
             system, levels, tools = FORGETTING_FAMILIES[family]
             spec = f"task:{family}:{','.join(map(str, levels))}"
-            questions = load_questions(spec, per, s.seed + 1)
+            per = -(-s.n_retain // len(s.retain))
+            groups.append((system, load_questions(spec, per, s.seed + 1), tools))
+        encs: list[Encoded] = []
+        params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed + 1)
+        for system, questions, tools in groups:
             with self.model.disable_adapter():
                 trajectories = sample(
                     self.model,
@@ -306,7 +312,7 @@ class Baker:
                     max_tool_calls=s.max_tool_calls,
                 )
             encs += [e for e in (encode(self.tokenizer, system, t) for t in trajectories) if any(e.trained)]
-        return encs, self.targets(encs, top_k, teacher_uses_adapter=False)
+        return encs, self.targets(encs, top_k, teacher_uses_adapter=False) if encs else []
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
@@ -388,7 +394,7 @@ class Baker:
         top_k = _kl_mode(s, n_tokens, _vocab(self.model))
         targets_train = self.targets(teacher_train, top_k, teacher_uses_adapter)
         targets_val = self.targets(teacher_val, top_k, teacher_uses_adapter)
-        retain_encs, retain_targets = self.retain_set(top_k) if s.retain else ([], [])
+        retain_encs, retain_targets = self.retain_set(top_k) if s.retain or self.anchors else ([], [])
         retain_order = list(range(len(retain_encs)))
         retain_cursor = len(retain_order)
         sample_seconds = time.perf_counter() - started
@@ -514,13 +520,18 @@ def _split_questions(
 
 
 def bake(
-    model, tokenizer, prompt: str, questions: list[Question], settings: BakeSettings, **hooks
+    model, tokenizer, prompt: str, questions: list[Question], settings: BakeSettings, *, anchors=(), **hooks
 ) -> BakeResult:
-    """Bake ``prompt`` into a LoRA adapter. ``questions`` holds n_train + n_val x0s (train first)."""
+    """Bake ``prompt`` into a LoRA adapter. ``questions`` holds n_train + n_val x0s (train first).
+
+    ``anchors``: (system, questions, tools) groups whose current behaviour must be kept.
+    """
     if len(questions) < settings.n_train + settings.n_val:
         raise ValueError(f"need {settings.n_train + settings.n_val} x0 questions, got {len(questions)}")
     train_q, val_q = _split_questions(questions, settings)
-    return Baker(model, tokenizer, prompt, settings).run(train_q, val_q, **hooks)
+    baker = Baker(model, tokenizer, prompt, settings)
+    baker.anchors = list(anchors)
+    return baker.run(train_q, val_q, **hooks)
 
 
 def half_bake(
@@ -567,13 +578,24 @@ def bake_sequence(
     prompts: list[str],
     questions: list[list[Question]],
     settings: list[BakeSettings],
+    *,
+    keep_earlier: bool = True,
     **hooks,
 ) -> tuple[Any, list[BakeResult]]:
-    """Bake each prompt on top of the previous ones (merged after each); returns (merged model, layers)."""
+    """Bake each prompt on top of the previous ones (merged after each); returns (merged model, layers).
+
+    Each layer's teacher is the current model prompted with its u, which on this
+    model's language answers *only* as u says, so a later layer would erase an
+    earlier one; ``keep_earlier`` anchors earlier layers' x0 (unprompted, as the
+    merged model answers them) with the KL anchor of ``Baker.retain_set``.
+    """
     current = model
     layers: list[BakeResult] = []
+    anchors: list = []
     for prompt, qs, s in zip(prompts, questions, settings, strict=True):
-        result = bake(current, tokenizer, prompt, qs, s, **hooks)
+        result = bake(current, tokenizer, prompt, qs, s, anchors=anchors if keep_earlier else (), **hooks)
         layers.append(result)
         current = merged_copy(result.model)
+        # later layers keep this one: its x0, unprompted, as the merged model now answers them
+        anchors = anchors + [(None, qs[: max(1, s.n_retain // len(prompts))], tuple(s.tools))]
     return current, layers

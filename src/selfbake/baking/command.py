@@ -51,6 +51,10 @@ class BakeConfig(BakeSettings):
     behaviour: str | None = Field(
         None, description="behaviour to count: steps, tool_call, verify, marker:STYLE, regex:PATTERN, none"
     )
+    keep_earlier: bool = Field(
+        True,
+        description="in a sequence, anchor earlier layers' behaviour on their x0 (KL to the merged model)",
+    )
     pursue: int = Field(0, ge=0, description="pursuit rounds after the first bake (0 = plain bake)")
     merge: bool = Field(False, description="also write a merged model directory (out/merged)")
     measure_n: int = Field(
@@ -300,6 +304,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                 [p.text for p in plans],
                 qs,
                 [p.settings(config) for p in plans],
+                keep_earlier=config.keep_earlier,
                 log=run.log,
                 advance=advance,
             )
