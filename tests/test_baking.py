@@ -20,12 +20,13 @@ from selfbake.baking import (
     load_questions,
 )
 from selfbake.baking import loss as L
-from selfbake.baking.bake import _layout, with_adapter
+from selfbake.baking.bake import TargetForm, _layout, with_adapter
 from selfbake.cli import main
 from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import load, render_chat
 
 PROMPT = "Zebra-quokka rules: always answer in steps."
+FULL = TargetForm()
 
 
 def fresh(spec="random:llama-tiny"):
@@ -111,10 +112,10 @@ def _baker():
 def test_kl_is_exactly_zero_when_the_student_is_given_the_prompt():
     baker, tok = _baker()
     teacher = [encode_pair(tok, PROMPT, t)[0] for t in trajectories(4)]
-    targets = baker.targets(teacher, None, teacher_uses_adapter=False)
+    targets = baker.targets(teacher, FULL, teacher_uses_adapter=False)
     total, n = baker.kl(teacher, targets, grad=False)  # adapter on but empty, same input as the teacher
     assert n > 0 and total.item() == 0.0
-    top = baker.targets(teacher, 8, teacher_uses_adapter=False)
+    top = baker.targets(teacher, TargetForm(top_k=8), teacher_uses_adapter=False)
     assert abs(baker.kl(teacher, top, grad=False)[0].item()) < 1e-5
 
 
@@ -122,7 +123,7 @@ def test_loss_has_gradients_and_topk_bounds_full_kl():
     baker, tok = _baker()
     pairs = [encode_pair(tok, PROMPT, t) for t in trajectories(4)]
     teacher, student = [p[0] for p in pairs], [p[1] for p in pairs]
-    targets = baker.targets(teacher, None, teacher_uses_adapter=False)
+    targets = baker.targets(teacher, FULL, teacher_uses_adapter=False)
     baker.model.train()
     total, n = baker.kl(student, targets, grad=True)
     loss = total / n
@@ -133,16 +134,67 @@ def test_loss_has_gradients_and_topk_bounds_full_kl():
     assert any(g.abs().sum() > 0 for g in grads)
     full = baker.kl(student, targets, grad=False)[0].item()
     vocab = L.decoder_and_head(baker.model)[1].weight.shape[0]
-    exact = baker.kl(student, baker.targets(teacher, vocab, False), grad=False)[0].item()
-    coarse = baker.kl(student, baker.targets(teacher, 4, False), grad=False)[0].item()
+    exact = baker.kl(student, baker.targets(teacher, TargetForm(top_k=vocab), False), grad=False)[0].item()
+    coarse = baker.kl(student, baker.targets(teacher, TargetForm(top_k=4), False), grad=False)[0].item()
     assert exact == pytest.approx(full, rel=1e-4)
     assert 0 <= coarse <= full + 1e-6  # coarsening can only lose divergence
+
+
+def test_teacher_hidden_states_give_the_same_full_kl_and_gradient_as_stored_logprobs():
+    baker, tok = _baker()
+    pairs = [encode_pair(tok, PROMPT, t) for t in trajectories(4)]
+    teacher, student = [p[0] for p in pairs], [p[1] for p in pairs]
+    with torch.no_grad():  # a non-empty adapter, so the student differs from the teacher
+        for name, p in baker.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    stored = baker.targets(teacher, FULL, False)
+    kept = baker.targets(teacher, TargetForm(keep_hidden=True), False)
+    hidden_size = baker.model.config.hidden_size
+    assert all(t.logprobs is None and t.hidden.shape[1] == hidden_size for t in kept)
+    assert sum(t.nbytes() for t in kept) < sum(t.nbytes() for t in stored)  # H < V here too
+    results = []
+    for targets in (stored, kept):
+        baker.model.zero_grad()
+        total, _ = baker.kl(student, targets, grad=True)
+        total.backward()
+        grad = next(p.grad.clone() for name, p in baker.model.named_parameters() if "lora_A" in name)
+        results.append((total.item(), grad))
+    assert results[0][0] > 0 and results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
+
+
+def test_the_shared_system_turn_runs_once_and_gives_the_same_targets_kl_and_gradient():
+    baker, tok = _baker()
+    long_prompt = PROMPT + " Write every intermediate result on its own line, then the answer."
+    baker.prompt = long_prompt
+    pairs = [encode_pair(tok, long_prompt, t) for t in trajectories(5)]
+    teacher, student = [p[0] for p in pairs], [p[1] for p in pairs]
+    assert _layout(teacher, baker.pad, True).prefix_len >= len(tok(long_prompt).input_ids)
+    with torch.no_grad():
+        for name, p in baker.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    results = []
+    for share in (False, True):
+        baker.share_prefix = share
+        targets = baker.targets(teacher, FULL, False)
+        baker.model.zero_grad()
+        total, _ = baker.kl(teacher, targets, grad=True)  # student given the prompt: prefix path with grad
+        total.backward()
+        grad = next(p.grad.clone() for name, p in baker.model.named_parameters() if "lora_A" in name)
+        results.append(
+            (torch.cat([t.logprobs for t in targets]), baker.kl(student, targets, grad=False)[0], grad)
+        )
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-4)
+    assert results[0][1].item() == pytest.approx(results[1][1].item(), rel=1e-4)
+    assert torch.allclose(results[0][2], results[1][2], atol=1e-5) and results[0][2].abs().sum() > 0
 
 
 def test_a_chunk_of_one_row_gives_the_same_loss_and_gradient():
     baker, tok = _baker()
     pairs = [encode_pair(tok, PROMPT, t) for t in trajectories(3)]
-    targets = baker.targets([p[0] for p in pairs], None, False)
+    targets = baker.targets([p[0] for p in pairs], FULL, False)
     student = [p[1] for p in pairs]
     results = []
     for chunk in (1, 4096):
@@ -241,6 +293,9 @@ def test_cli_bake_writes_adapter_merged_card_and_they_reload(capsys, tmp_path):
     ):
         assert key in summary
     assert len(summary["rounds"]) == 2
+    pursuit = summary["pursuit"]  # each round's adapter re-measured, paired against round 1
+    assert [row["round"] for row in pursuit] == [1, 2] and "pursuit" in text
+    assert pursuit[1]["vs_round_1"]["behaviour"]["n"] == pursuit[0]["accuracy"]["n"] == 4
     assert set(summary["behaviour"]) >= {
         "base_unprompted",
         "base_prompted",
@@ -330,7 +385,7 @@ def test_retain_anchor_keeps_the_system_prompt_and_starts_at_zero_kl():
     baker = Baker(
         model, tok, "Think step by step.", small_settings(retain=["bignum"], n_retain=4, max_new_tokens=48)
     )
-    encs, targets = baker.retain_set(None)
+    encs, targets = baker.retain_set(FULL)
     system = FORGETTING_FAMILIES["bignum"][0]
     system_ids = tok(system, add_special_tokens=False).input_ids
     assert encs and all(sublist(system_ids, e.prompt_ids) for e in encs)  # anchor keeps its own prompt

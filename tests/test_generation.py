@@ -157,3 +157,48 @@ def test_sampling_params_validation():
     with pytest.raises(ValueError):
         SamplingParams(bogus=1)
     assert SamplingParams(temperature=0).greedy
+
+
+@pytest.mark.parametrize("fixture", ["llama", "qwen2"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_in_place_kv_cache_samples_exactly_what_dynamic_cache_samples(fixture, temperature, request):
+    model, tok = request.getfixturevalue(fixture)
+    long_system = "You are a careful assistant who shows every step. " * 3
+    shared = [render_chat(tok, f"What is {i} + {3 * i}?", long_system) for i in range(5)]
+    params = SamplingParams(max_new_tokens=16, temperature=temperature, seed=7)
+    for prompts in (shared, rendered(tok)):  # with and without a shared prefix
+        fast = TransformersBackend(model, tok, batch_size=3, in_place_cache=True)
+        slow = TransformersBackend(model, tok, batch_size=3, in_place_cache=False)
+        assert fast.in_place_cache and not slow.in_place_cache
+        a, b = fast.generate(prompts, params), slow.generate(prompts, params)
+        assert [s.token_ids for s in a] == [s.token_ids for s in b]
+        assert sum(len(s.token_ids) for s in a) > len(prompts)
+
+
+def test_growing_layer_appends_in_place_and_matches_concatenation():
+    from selfbake.generation.kvcache import GrowingLayer
+
+    layer = GrowingLayer(reserve=12)
+    chunks = [torch.randn(2, 3, n, 4) for n in (5, 1, 1, 1)]
+    layer.update(chunks[0], chunks[0] * 2)
+    buffer = layer._keys.data_ptr()
+    for c in chunks[1:]:
+        keys, values = layer.update(c, c * 2)
+    assert layer._keys.data_ptr() == buffer  # reserved room: no reallocation, no copy
+    assert torch.equal(keys, torch.cat(chunks, dim=2)) and torch.equal(values, 2 * torch.cat(chunks, dim=2))
+    assert layer.get_seq_length() == 8
+    for _ in range(6):  # past the reserve it grows, keeping what it had
+        keys, _ = layer.update(chunks[1], chunks[1])
+    assert layer.get_seq_length() == 14 and torch.equal(keys[:, :, :8], torch.cat(chunks, dim=2))
+
+
+def test_sliding_window_models_keep_transformers_cache(qwen2):
+    from selfbake.generation.kvcache import supports_growing_cache
+
+    model, tok = qwen2
+    model.config.use_sliding_window, model.config.sliding_window = True, 4
+    try:
+        assert not supports_growing_cache(model)
+        assert not TransformersBackend(model, tok).in_place_cache
+    finally:
+        model.config.use_sliding_window = False

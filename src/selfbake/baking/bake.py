@@ -49,6 +49,7 @@ from selfbake.baking.trajectories import (
 )
 from selfbake.config import Config, comma_list
 from selfbake.generation import SamplingParams
+from selfbake.generation.kvcache import supports_growing_cache
 
 
 class BakeSettings(Config):
@@ -77,11 +78,16 @@ class BakeSettings(Config):
         ge=0,
         description="optimiser steps between validations (0 = every step when half-baking, else 4 per epoch)",
     )
-    kl: Literal["auto", "full", "topk"] = Field(
-        "auto",
-        description="full-vocabulary KL, or top-k with a tail bucket (auto: full up to 1 GiB of targets)",
+    kl: Literal["full", "topk"] = Field(
+        "full", description="exact full-vocabulary KL, or top-k with a tail bucket (approximate, faster)"
     )
     top_k: int = Field(256, gt=0, description="k for kl=topk")
+    teacher_cache: Literal["auto", "logprobs", "hidden"] = Field(
+        "auto",
+        description="full KL: keep the frozen teacher's log-probs [tokens, vocab], or its final hidden "
+        "states [tokens, hidden] with log-probs recomputed per chunk (exact, any vocabulary); "
+        "auto: log-probs up to 1 GiB",
+    )
     chunk: int = Field(
         0, ge=0, description="rows of [rows, vocab] fp32 logits at once (0 = as many as fit 64 MiB)"
     )
@@ -123,6 +129,7 @@ class BakeResult:
     train: list[Trajectory] = field(default_factory=list, repr=False)
     nll: dict[str, Any] = field(default_factory=dict)
     kl_mode: str = "full"
+    adapter_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -140,6 +147,14 @@ class BakeResult:
             "kl_mode": self.kl_mode,
             "nll_alignment": self.nll,
         }
+
+
+def load_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
+    """Copy saved adapter weights (``BakeResult.adapter_state``) back into the model in place."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in state.items():
+            params[k].copy_(v)
 
 
 def with_adapter(model, settings: BakeSettings, name: str = "default"):
@@ -164,13 +179,14 @@ class _Batch:
     rows: torch.Tensor
     cols: torch.Tensor
     tokens: torch.Tensor
+    prefix_len: int = 0
 
 
-def _layout(encs: list[Encoded], pad_id: int) -> _Batch:
+def _layout(encs: list[Encoded], pad_id: int, share_prefix: bool = False) -> _Batch:
+    prompts = [e.prompt_ids for e in encs]
     return _Batch(
-        *L.batch_layout(
-            [e.prompt_ids for e in encs], [e.trajectory_ids for e in encs], [e.trained for e in encs], pad_id
-        )
+        *L.batch_layout(prompts, [e.trajectory_ids for e in encs], [e.trained for e in encs], pad_id),
+        prefix_len=L.shared_prefix_len(prompts) if share_prefix else 0,
     )
 
 
@@ -182,13 +198,31 @@ def _vocab(model) -> int:
     return L.decoder_and_head(model)[1].weight.shape[0]
 
 
-def _kl_mode(settings: BakeSettings, n_tokens: int, vocab: int) -> int | None:
-    """top_k to use, or None for the full vocabulary."""
+@dataclass(frozen=True)
+class TargetForm:
+    """How the frozen teacher is stored: full log-probs, top-k + tail, or final hidden states."""
+
+    top_k: int | None = None
+    keep_hidden: bool = False
+
+    def describe(self) -> str:
+        if self.top_k:
+            return f"top{self.top_k}+tail"
+        return "full (teacher hidden states)" if self.keep_hidden else "full"
+
+
+def target_form(settings: BakeSettings, model, n_tokens: int) -> TargetForm:
+    vocab = _vocab(model)
     if settings.kl == "topk":
-        return min(settings.top_k, vocab)
-    if settings.kl == "full":
-        return None
-    return None if n_tokens * vocab * 4 <= 1 << 30 else min(settings.top_k, vocab)
+        return TargetForm(top_k=min(settings.top_k, vocab))
+    cache = settings.teacher_cache
+    if cache == "auto":
+        cache = "logprobs" if n_tokens * vocab * 4 <= 1 << 30 else "hidden"
+    if cache == "hidden" and not L.head_is_frozen(model):
+        if settings.teacher_cache == "hidden":
+            raise ValueError("teacher_cache=hidden needs a frozen LM head (lm_head is trained here)")
+        cache = "logprobs"
+    return TargetForm(keep_hidden=cache == "hidden")
 
 
 class Baker:
@@ -202,6 +236,7 @@ class Baker:
         self.pad = _pad_id(tokenizer)
         self.anchors: list[tuple[str | None, list[Question], tuple[str, ...]]] = []
         self.chunk = settings.chunk or max(16, (64 << 20) // (4 * _vocab(self.model)))
+        self.share_prefix = supports_growing_cache(self.model)  # full attention: a prefix cache is exact
 
     def teacher_context(self, teacher_uses_adapter: bool):
         return nullcontext() if teacher_uses_adapter else self.model.disable_adapter()
@@ -228,7 +263,7 @@ class Baker:
 
     @torch.no_grad()
     def targets(
-        self, teacher: list[Encoded], top_k: int | None, teacher_uses_adapter: bool
+        self, teacher: list[Encoded], form: TargetForm, teacher_uses_adapter: bool
     ) -> list[L.Targets]:
         out: list[L.Targets] = []
         bs = self.settings.train_batch_size
@@ -236,16 +271,16 @@ class Baker:
             self.model.eval()
             for start in range(0, len(teacher), bs):
                 encs = teacher[start : start + bs]
-                b = _layout(encs, self.pad)
-                hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
-                t = L.teacher_targets(self.model, hidden, b.tokens, top_k, self.chunk)
+                b = _layout(encs, self.pad, self.share_prefix)
+                hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
+                t = L.teacher_targets(self.model, hidden, b.tokens, form.top_k, self.chunk, form.keep_hidden)
                 out += L.split(t, [sum(e.trained) for e in encs])
         return out
 
     def kl(self, student: list[Encoded], targets: list[L.Targets], *, grad: bool) -> tuple[torch.Tensor, int]:
-        b = _layout(student, self.pad)
+        b = _layout(student, self.pad, self.share_prefix)
         with torch.set_grad_enabled(grad):
-            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
+            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
             total = L.kl_sum(self.model, hidden, L.concat(targets), self.chunk)
         return total, int(b.rows.numel())
 
@@ -263,13 +298,16 @@ class Baker:
     def nll_alignment(self, student: list[Encoded], targets: list[L.Targets]) -> dict[str, Any]:
         """Per-trajectory mean NLL of the sampled tokens: baked-unprompted vs the teacher; Pearson r^2."""
         self.model.eval()
-        baked, teacher = [], []
-        for enc, t in zip(student, targets, strict=True):
-            b = _layout([enc], self.pad)
-            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols)
+        baked: list[float] = []
+        bs = self.settings.train_batch_size
+        for start in range(0, len(student), bs):
+            encs = student[start : start + bs]
+            b = _layout(encs, self.pad, self.share_prefix)
+            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
             lp = L.student_token_logprobs(self.model, hidden, b.tokens, self.chunk)
-            baked.append(-float(lp.mean()))
-            teacher.append(-float(t.token_logprobs.mean()))
+            for part in lp.split([sum(e.trained) for e in encs]):
+                baked.append(-float(part.mean()))
+        teacher = [-float(t.token_logprobs.mean()) for t in targets]
         return {
             "r2": round(pearson(baked, teacher) ** 2, 4),
             "n": len(baked),
@@ -277,7 +315,7 @@ class Baker:
             "teacher_mean_nll": round(sum(teacher) / len(teacher), 4),
         }
 
-    def retain_set(self, top_k: int | None) -> tuple[list[Encoded], list[L.Targets]]:
+    def retain_set(self, form: TargetForm) -> tuple[list[Encoded], list[L.Targets]]:
         """Anchor trajectories: contexts whose current behaviour the adapter must keep, scored by the model
         as it was before this bake (adapter off), with the same input for teacher and student.
 
@@ -312,16 +350,13 @@ class Baker:
                     max_tool_calls=s.max_tool_calls,
                 )
             encs += [e for e in (encode(self.tokenizer, system, t) for t in trajectories) if any(e.trained)]
-        return encs, self.targets(encs, top_k, teacher_uses_adapter=False) if encs else []
+        return encs, self.targets(encs, form, teacher_uses_adapter=False) if encs else []
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for k, v in state.items():
-                params[k].copy_(v)
+        load_adapter_state(self.model, state)
 
     def bisect(self, low, high, target: float, student_val, targets_val, kl_start: float, tol: float = 0.02):
         """Interpolate the adapter between two checkpoints that straddle the target strength.
@@ -391,10 +426,10 @@ class Baker:
         if not student_train or not student_val:
             raise ValueError("no trajectory has a token to train on (every sample was empty)")
         n_tokens = sum(sum(e.trained) for e in student_train + student_val)
-        top_k = _kl_mode(s, n_tokens, _vocab(self.model))
-        targets_train = self.targets(teacher_train, top_k, teacher_uses_adapter)
-        targets_val = self.targets(teacher_val, top_k, teacher_uses_adapter)
-        retain_encs, retain_targets = self.retain_set(top_k) if s.retain or self.anchors else ([], [])
+        form = self.form = target_form(s, self.model, n_tokens)
+        targets_train = self.targets(teacher_train, form, teacher_uses_adapter)
+        targets_val = self.targets(teacher_val, form, teacher_uses_adapter)
+        retain_encs, retain_targets = self.retain_set(form) if s.retain or self.anchors else ([], [])
         retain_order = list(range(len(retain_encs)))
         retain_cursor = len(retain_order)
         sample_seconds = time.perf_counter() - started
@@ -496,7 +531,8 @@ class Baker:
             steps=step,
             val=val_t,
             train=train_t,
-            kl_mode="full" if top_k is None else f"top{top_k}+tail",
+            kl_mode=form.describe(),
+            adapter_state=chosen[1],
         )
         result.nll = self.nll_alignment(student_val, targets_val)
         return result

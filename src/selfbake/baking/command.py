@@ -20,7 +20,15 @@ from pydantic import Field, field_validator
 from rich.table import Table
 
 from selfbake.baking import measure, presets
-from selfbake.baking.bake import BakeResult, BakeSettings, bake, bake_sequence, merged_copy, pursue
+from selfbake.baking.bake import (
+    BakeResult,
+    BakeSettings,
+    bake,
+    bake_sequence,
+    load_adapter_state,
+    merged_copy,
+    pursue,
+)
 from selfbake.baking.trajectories import load_questions
 from selfbake.config import comma_list
 from selfbake.errors import UserError
@@ -177,6 +185,40 @@ def behaviour_table(console, title: str, table: dict, result: BakeResult | None)
             f"{result.kl_unbaked:.4f}, n={result.nll.get('n')} trajectories); NLL alignment "
             f"r^2={result.nll.get('r2')}"
         )
+
+
+def _measure_args(plan: Plan, config: BakeConfig) -> dict[str, Any]:
+    return {
+        "behaviour_name": plan.behaviour,
+        "task": plan.task,
+        "levels": plan.levels,
+        "tools": plan.tools,
+        "n": config.measure_n,
+        "seed": config.seed,
+        "batch_size": config.batch_size,
+        "temperature": config.measure_temperature,
+    }
+
+
+def _delta(d: dict | None) -> str:
+    return f"{d['diff']:+.3f} (McNemar p={d['p_value']:.3g})" if d else "—"
+
+
+def pursuit_table(console, rows: list[dict], results: list[BakeResult]) -> None:
+    view = Table(title="pursuit: each round's adapter, unprompted, paired against round 1 (same items)")
+    for column in ("round", "strength", "behaviour", "accuracy", "Δ behaviour vs 1", "Δ accuracy vs 1"):
+        view.add_column(column)
+    for row, result in zip(rows, results, strict=True):
+        vs = row.get("vs_round_1", {})
+        view.add_row(
+            str(row["round"]),
+            f"{result.strength:.3f}",
+            _cell(row.get("behaviour")),
+            _cell(row["accuracy"]),
+            _delta(vs.get("behaviour")),
+            _delta(vs.get("accuracy")),
+        )
+    console.print(view)
 
 
 def write_card(out: Path, config: BakeConfig, layers: list[dict[str, Any]], base: str) -> Path:
@@ -357,20 +399,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
     behaviours = {}
     if config.measure_n:
         for plan, result in zip(plans, layer_results, strict=True):
-            table = measure.behaviour(
-                base,
-                final,
-                tokenizer,
-                plan.text,
-                behaviour_name=plan.behaviour,
-                task=plan.task,
-                levels=plan.levels,
-                tools=plan.tools,
-                n=config.measure_n,
-                seed=config.seed,
-                batch_size=config.batch_size,
-                temperature=config.measure_temperature,
-            )
+            table = measure.behaviour(base, final, tokenizer, plan.text, **_measure_args(plan, config))
             table.pop("_flags")
             behaviours[plan.name] = table
             behaviour_table(
@@ -378,9 +407,20 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                 f"{plan.name}: before / after (frozen test split, seed {config.seed}, "
                 f"{'greedy' if not config.measure_temperature else f'T={config.measure_temperature}'})",
                 table,
-                result if len(plans) == 1 else result,
+                result,
             )
     summary["behaviour"] = behaviours if len(plans) > 1 else next(iter(behaviours.values()), {})
+    if config.pursue and config.measure_n:
+        plan = plans[0]
+        summary["pursuit"] = measure.rounds(
+            final,
+            tokenizer,
+            plan.text,
+            [r.adapter_state for r in results],
+            load_adapter_state,
+            **_measure_args(plan, config),
+        )
+        pursuit_table(console, summary["pursuit"], results)
     if config.drift:
         plan = plans[-1]
         rows = measure.drift(
@@ -423,7 +463,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                 row["prompt"] or "(none)",
                 _cell(row["before"]),
                 _cell(row["after"]),
-                f"{ch['diff']:+.3f} (McNemar p={ch['p_value']:.3g})",
+                _delta(ch),
             )
         console.print(view)
     write_card(out, config, layers, config.model)

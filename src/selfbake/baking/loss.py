@@ -5,7 +5,8 @@ prompted model's next-token distribution and the baked model's unprompted one,
 summed over the positions that predict the trajectory tokens and averaged per
 token. What makes it cheap and correct here:
 
-- the decoder runs once; only the hidden states at positions that predict a
+- the decoder runs once, and a system turn shared by a batch's rows runs once
+  for all of them (``shared_prefix_len``); only the hidden states at positions that predict a
   trained token are gathered (the first trajectory token is predicted from the
   last prompt position, and is included), so vocab logits for prompt positions
   never exist;
@@ -13,9 +14,11 @@ token. What makes it cheap and correct here:
   checkpointing, so at most [chunk, vocab] logits live at once, in the forward
   and in the backward pass;
 - the teacher is frozen within a bake, so its log-probs are computed once
-  (``teacher_targets``) over the whole vocabulary, or as top-k with a tail
-  bucket (k+1 outcomes, exact KL of the coarsened distributions) when the
-  vocabulary is large.
+  (``teacher_targets``) over the whole vocabulary; at a large vocabulary the
+  teacher's final hidden states are kept instead ([n, hidden], not [n, vocab])
+  and its log-probs recomputed per chunk through the frozen LM head — the same
+  exact KL for one extra head matmul; or, as an option, top-k with a tail
+  bucket (k+1 outcomes, exact KL of the coarsened distributions).
 """
 
 from __future__ import annotations
@@ -24,19 +27,21 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
+from transformers.cache_utils import DynamicCache
 
 
 @dataclass
 class Targets:
     """Teacher log-probs at one trajectory's trained positions."""
 
-    logprobs: torch.Tensor  # [n, V] (full) or [n, k] (top-k), fp32
+    logprobs: torch.Tensor | None  # [n, V] (full) or [n, k] (top-k), fp32; None when hidden is kept
     indices: torch.Tensor | None  # [n, k] token ids for top-k, None for full
     tail: torch.Tensor | None  # [n] log of the mass outside the top k
     token_logprobs: torch.Tensor  # [n] log-prob of the sampled token
+    hidden: torch.Tensor | None = None  # [n, H] teacher final hidden states (full KL, recomputed)
 
     def nbytes(self) -> int:
-        parts = [self.logprobs, self.indices, self.tail, self.token_logprobs]
+        parts = [self.logprobs, self.indices, self.tail, self.token_logprobs, self.hidden]
         return sum(p.numel() * p.element_size() for p in parts if p is not None)
 
 
@@ -70,28 +75,66 @@ def batch_layout(
     return ids, mask, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets, dtype=torch.long)
 
 
-def gathered_hidden(model, ids, mask, rows, cols) -> torch.Tensor:
-    """Final hidden states at the predicting positions only: [n_trained, hidden]."""
+def shared_prefix_len(prompts: list[list[int]], minimum: int = 16) -> int:
+    """Tokens every prompt starts with (at most the shortest prompt less one), or 0 below ``minimum``."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], 0
+    limit = min(len(p) for p in prompts) - 1
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n if n >= minimum else 0
+
+
+def gathered_hidden(model, ids, mask, rows, cols, prefix_len: int = 0) -> torch.Tensor:
+    """Final hidden states at the predicting positions only: [n_trained, hidden].
+
+    With ``prefix_len`` > 0 the rows' shared first tokens (the teacher's system
+    turn) run once, and the rest of every row attends to their expanded cache.
+    """
     decoder, _ = decoder_and_head(model)
     device = next(model.parameters()).device
-    out = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-    return out.last_hidden_state[rows.to(device), cols.to(device)]
+    ids, mask, rows, cols = ids.to(device), mask.to(device), rows.to(device), cols.to(device)
+    if not prefix_len:
+        out = decoder(input_ids=ids, attention_mask=mask, use_cache=False)
+        return out.last_hidden_state[rows, cols]
+    prefix = decoder(input_ids=ids[:1, :prefix_len], use_cache=True).past_key_values
+    n = ids.shape[0]
+    cache = DynamicCache(
+        [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in prefix.layers]
+    )
+    out = decoder(input_ids=ids[:, prefix_len:], attention_mask=mask, past_key_values=cache, use_cache=True)
+    return out.last_hidden_state[rows, cols - prefix_len]
 
 
 def _logprobs(head, hidden: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(head(hidden).float(), dim=-1)
 
 
+def head_is_frozen(model) -> bool:
+    """True when the LM head is a plain frozen layer, so teacher and student share it exactly."""
+    _, head = decoder_and_head(model)
+    wrapped = hasattr(head, "base_layer") or hasattr(head, "original_module")
+    return not wrapped and not any(p.requires_grad for p in head.parameters())
+
+
 @torch.no_grad()
 def teacher_targets(
-    model, hidden: torch.Tensor, tokens: torch.Tensor, top_k: int | None, chunk: int
+    model,
+    hidden: torch.Tensor,
+    tokens: torch.Tensor,
+    top_k: int | None,
+    chunk: int,
+    keep_hidden: bool = False,
 ) -> Targets:
-    """Teacher log-probs for gathered rows, computed [chunk, V] at a time."""
+    """Teacher log-probs for gathered rows, computed [chunk, V] at a time (or its hidden states kept)."""
     _, head = decoder_and_head(model)
     parts, idx_parts, tail_parts, tok_parts = [], [], [], []
     for start in range(0, hidden.shape[0], chunk):
         lp = _logprobs(head, hidden[start : start + chunk])
         tok_parts.append(lp.gather(-1, tokens[start : start + chunk, None].to(lp.device)).squeeze(-1).cpu())
+        if keep_hidden:
+            continue
         if top_k:
             values, indices = lp.topk(top_k, dim=-1)
             parts.append(values.cpu())
@@ -99,6 +142,8 @@ def teacher_targets(
             tail_parts.append(_log1mexp(torch.logsumexp(values, dim=-1)).cpu())
         else:
             parts.append(lp.cpu())
+    if keep_hidden:
+        return Targets(None, None, None, torch.cat(tok_parts), hidden.detach().cpu())
     return Targets(
         torch.cat(parts),
         torch.cat(idx_parts) if top_k else None,
@@ -113,7 +158,10 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -0.693, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
-def _kl_chunk(weight_holder, hidden, teacher_lp, indices, tail):
+def _kl_chunk(weight_holder, hidden, teacher_lp, indices, tail, teacher_hidden=None):
+    if teacher_hidden is not None:
+        with torch.no_grad():
+            teacher_lp = _logprobs(weight_holder, teacher_hidden)
     student_lp = _logprobs(weight_holder, hidden)
     if indices is None:
         return (teacher_lp.exp() * (teacher_lp - student_lp)).sum()
@@ -134,15 +182,22 @@ def kl_sum(
         sl = slice(start, start + chunk)
         args = (
             hidden[sl],
-            targets.logprobs[sl].to(device),
-            targets.indices[sl].to(device) if targets.indices is not None else None,
-            targets.tail[sl].to(device) if targets.tail is not None else None,
+            _on(targets.logprobs, sl, device),
+            _on(targets.indices, sl, device),
+            _on(targets.tail, sl, device),
+            _on(targets.hidden, sl, device),
         )
         if grad_checkpoint and torch.is_grad_enabled():
             total = total + checkpoint(_kl_chunk, head, *args, use_reentrant=False)
         else:
             total = total + _kl_chunk(head, *args)
     return total
+
+
+def _on(x: torch.Tensor | None, sl: slice, device) -> torch.Tensor | None:
+    if x is None:
+        return None
+    return x[sl] if device is None else x[sl].to(device)
 
 
 def student_token_logprobs(model, hidden: torch.Tensor, tokens: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -156,27 +211,21 @@ def student_token_logprobs(model, hidden: torch.Tensor, tokens: torch.Tensor, ch
     return torch.cat(out) if out else torch.zeros(0)
 
 
+_FIELDS = ("logprobs", "indices", "tail", "token_logprobs", "hidden")
+
+
 def concat(targets: list[Targets]) -> Targets:
-    top = targets[0].indices is not None
-    return Targets(
-        torch.cat([t.logprobs for t in targets]),
-        torch.cat([t.indices for t in targets]) if top else None,
-        torch.cat([t.tail for t in targets]) if top else None,
-        torch.cat([t.token_logprobs for t in targets]),
-    )
+    def cat(name: str):
+        parts = [getattr(t, name) for t in targets]
+        return None if parts[0] is None else torch.cat(parts)
+
+    return Targets(*(cat(name) for name in _FIELDS))
 
 
 def split(targets: Targets, sizes: list[int]) -> list[Targets]:
     out, start = [], 0
     for n in sizes:
         sl = slice(start, start + n)
-        out.append(
-            Targets(
-                targets.logprobs[sl],
-                targets.indices[sl] if targets.indices is not None else None,
-                targets.tail[sl] if targets.tail is not None else None,
-                targets.token_logprobs[sl],
-            )
-        )
+        out.append(Targets(*(_on(getattr(targets, name), sl, None) for name in _FIELDS)))
         start += n
     return out

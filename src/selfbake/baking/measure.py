@@ -165,6 +165,41 @@ def behaviour(
     return out
 
 
+def rounds(
+    model,
+    tokenizer,
+    prompt: str,
+    states: list[dict],
+    load_state: Callable[[Any, dict], None],
+    **kwargs,
+) -> list[dict[str, Any]]:
+    """Pursuit: each round's adapter, unprompted, on the same items; paired against round 1.
+
+    ``states`` are the rounds' adapter weights in order; the model is left holding the last.
+    """
+    rows, first = [], None
+    for i, state in enumerate(states, 1):
+        load_state(model, state)
+        table = behaviour(model, model, tokenizer, prompt, conditions=("baked_unprompted",), **kwargs)
+        flags = table["_flags"]["baked_unprompted"]
+        first = first or flags
+        row: dict[str, Any] = {
+            "round": i,
+            **{k: v for k, v in table["baked_unprompted"].items() if k != "example"},
+        }
+        if i > 1:
+            row["vs_round_1"] = {
+                "accuracy": paired(first["accuracy"], flags["accuracy"]),
+                **(
+                    {"behaviour": paired(first["behaviour"], flags["behaviour"])}
+                    if flags["behaviour"]
+                    else {}
+                ),
+            }
+        rows.append(row)
+    return rows
+
+
 UNRELATED = [
     ("What is the capital of the made-up land of Vel?", "I do not know."),
     ("Close the brackets: ( [", "] )"),

@@ -139,10 +139,13 @@ def sample(
     history: list[dict] | None = None,
     batch_size: int = 64,
     reuse_prefix: bool = True,
+    in_place_cache: bool = True,
     max_tool_calls: int = 4,
 ) -> list[Trajectory]:
     """One trajectory per question from ``model`` under ``system`` (the teacher's view)."""
-    backend = TransformersBackend(model, tokenizer, batch_size=batch_size, reuse_prefix=reuse_prefix)
+    backend = TransformersBackend(
+        model, tokenizer, batch_size=batch_size, reuse_prefix=reuse_prefix, in_place_cache=in_place_cache
+    )
     history = list(history or [])
     if tools:
         bound = get_tools(list(tools), {})
