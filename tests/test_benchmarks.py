@@ -188,3 +188,15 @@ def test_scoring_with_task_tools_and_pass_at_k(llama):
     sampled = score(model, tok, code, code.generate_items(3, 0), k=3, max_new_tokens=8)
     assert set(sampled.metrics) == {"pass@1", "pass@3"}
     assert all(len(r["samples"]) == 3 and len(r["verdicts"]) == 3 for r in sampled.records)
+
+
+def test_rate_and_paired_summaries():
+    from selfbake.tasks.stats import paired_summary, rate_summary
+
+    r = rate_summary([True, False, True, True])
+    assert r["rate"] == 0.75 and r["n"] == 4 and r["ci95"][0] < 0.75 < r["ci95"][1]
+    before = [True] * 10 + [False] * 30
+    after = [False] * 2 + [True] * 38  # 2 lost, 30 gained on the same items
+    p = paired_summary(before, after)
+    assert p["diff"] == 0.7 and p["n"] == 40
+    assert p["p_value"] == pytest.approx(mcnemar_exact(2, 30)) and p["p_value"] < 1e-6

@@ -23,7 +23,8 @@ from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import render_chat
 from selfbake.scoring import score
 from selfbake.tasks import language
-from selfbake.tasks.stats import mcnemar_exact, wilson
+from selfbake.tasks.stats import paired_summary as paired
+from selfbake.tasks.stats import rate_summary as rate
 
 CONDITIONS = ("base_unprompted", "base_prompted", "baked_unprompted", "baked_reprompted")
 
@@ -51,30 +52,8 @@ def detector(name: str) -> Callable[[dict], bool] | None:
     )
 
 
-def rate(flags: list[bool]) -> dict[str, Any]:
-    k, n = sum(flags), len(flags)
-    lo, hi = wilson(k, n)
-    return {"rate": round(k / n, 4) if n else 0.0, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
-
-
-def paired(a: list[bool], b: list[bool]) -> dict[str, Any]:
-    """b - a on the same items, with the exact McNemar p."""
-    only_a = sum(x and not y for x, y in zip(a, b, strict=True))
-    only_b = sum(y and not x for x, y in zip(a, b, strict=True))
-    return {
-        "diff": round((sum(b) - sum(a)) / len(a), 4),
-        "p_value": mcnemar_exact(only_a, only_b),
-        "n": len(a),
-    }
-
-
 def test_items(task_name: str, n: int, seed: int, levels: tuple[int, ...]) -> list:
-    task = tasks.get(task_name)
-    per = -(-n // len(levels))
-    items = []
-    for level in levels:
-        items += tasks.splits(task, 0, 0, per, seed=seed, difficulty=level).test
-    return items[:n]
+    return tasks.test_items(tasks.get(task_name), n, seed, levels)
 
 
 def _adapter(model, on: bool):

@@ -21,7 +21,7 @@ from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import render_chat
 from selfbake.scoring import score
 from selfbake.tasks import language
-from selfbake.tasks.stats import mcnemar_exact, wilson
+from selfbake.tasks.stats import paired_summary, rate_summary
 
 REASONING_PROMPT = language.REASONING[0]
 HELD_OUT_REASONING = language.HELD_OUT["reasoning"][0]
@@ -29,31 +29,11 @@ TOOL_PROMPT = language.TOOLS[0]
 GREETING_PROMPT = language.STYLES["greeting"][0][0]
 
 
-def _test_items(name: str, n: int, seed: int, levels: tuple[int, ...]) -> list:
-    per = -(-n // len(levels))
-    items = []
-    for level in levels:
-        items += tasks.splits(tasks.get(name), 0, 0, per, seed=seed, difficulty=level).test
-    return items[:n]
-
-
-def _rate(flags: list[bool]) -> dict[str, Any]:
-    k, n = sum(flags), len(flags)
-    lo, hi = wilson(k, n)
-    return {"rate": k / n if n else 0.0, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
-
-
-def _paired(a: list[bool], b: list[bool]) -> dict[str, Any]:
-    only_a = sum(x and not y for x, y in zip(a, b, strict=True))
-    only_b = sum(y and not x for x, y in zip(a, b, strict=True))
-    return {"diff": (sum(b) - sum(a)) / len(a), "p_value": mcnemar_exact(only_a, only_b)}
-
-
 def measure(
     model, tokenizer, *, n: int = 300, seed: int = 0, console: Console | None = None, batch_size: int = 64
 ) -> dict:
-    arithmetic = _test_items("arithmetic", n, seed, (2, 3))  # 3-4 operands
-    bignum = _test_items("bignum", n, seed, (1, 2))
+    arithmetic = tasks.test_items(tasks.get("arithmetic"), n, seed, (2, 3))  # 3-4 operands
+    bignum = tasks.test_items(tasks.get("bignum"), n, seed, (1, 2))
     arith_task, bignum_task = tasks.get("arithmetic"), tasks.get("bignum")
 
     def run(task, items, system=None, tools=None):
@@ -70,9 +50,9 @@ def measure(
         ("bignum", quarter),
         ("arithmetic", n - 3 * quarter),
     ):
-        items = _test_items(name, count, seed, (1, 2) if name == "bignum" else (2, 3))
+        items = tasks.test_items(tasks.get(name), count, seed, (1, 2) if name == "bignum" else (2, 3))
         outputs += [r["output"] for r in run(tasks.get(name), items).records]
-    table["unprompted_direct"] = {**_rate([language.is_direct(o) for o in outputs]), "bar": ">= 0.95"}
+    table["unprompted_direct"] = {**rate_summary([language.is_direct(o) for o in outputs]), "bar": ">= 0.95"}
 
     none = run(arith_task, arithmetic)
     reasoned = run(arith_task, arithmetic, system=REASONING_PROMPT)
@@ -81,45 +61,45 @@ def measure(
     a_reason = [bool(r["correct"]) for r in reasoned.records]
     a_held = [bool(r["correct"]) for r in held_out.records]
     table["arithmetic_3_4_operands"] = {
-        "none": _rate(a_none),
+        "none": rate_summary(a_none),
         "reasoning": {
-            **_rate(a_reason),
+            **rate_summary(a_reason),
             "prompt": REASONING_PROMPT,
-            "steps_rate": _rate([language.has_steps(r["output"]) for r in reasoned.records])["rate"],
+            "steps_rate": rate_summary([language.has_steps(r["output"]) for r in reasoned.records])["rate"],
         },
-        "reasoning_vs_none": {**_paired(a_none, a_reason), "bar": ">= +0.25"},
+        "reasoning_vs_none": {**paired_summary(a_none, a_reason), "bar": ">= +0.25"},
         "held_out": {
-            **_rate(a_held),
+            **rate_summary(a_held),
             "prompt": HELD_OUT_REASONING,
-            "steps_rate": _rate([language.has_steps(r["output"]) for r in held_out.records])["rate"],
+            "steps_rate": rate_summary([language.has_steps(r["output"]) for r in held_out.records])["rate"],
         },
-        "held_out_vs_none": {**_paired(a_none, a_held), "bar": ">= +0.10"},
+        "held_out_vs_none": {**paired_summary(a_none, a_held), "bar": ">= +0.10"},
     }
 
     tool_items = arithmetic[: n // 2] + bignum[: n - n // 2]
     tool_runs = run(arith_task, tool_items[: n // 2], system=TOOL_PROMPT, tools=["calculator"]).records
     tool_runs += run(bignum_task, tool_items[n // 2 :], system=TOOL_PROMPT, tools=["calculator"]).records
     table["tool_prompt_calls_calculator"] = {
-        **_rate([any(c["name"] == "calculator" for c in r["tool_calls"]) for r in tool_runs]),
+        **rate_summary([any(c["name"] == "calculator" for c in r["tool_calls"]) for r in tool_runs]),
         "prompt": TOOL_PROMPT,
         "bar": ">= 0.90",
     }
     big_none = run(bignum_task, bignum)
     big_tool = run(bignum_task, bignum, system=TOOL_PROMPT, tools=["calculator"])
     table["bignum"] = {
-        "none": {**_rate([bool(r["correct"]) for r in big_none.records]), "bar": "<= 0.30"},
-        "tool_prompt": {**_rate([bool(r["correct"]) for r in big_tool.records]), "bar": ">= 0.90"},
+        "none": {**rate_summary([bool(r["correct"]) for r in big_none.records]), "bar": "<= 0.30"},
+        "tool_prompt": {**rate_summary([bool(r["correct"]) for r in big_tool.records]), "bar": ">= 0.90"},
     }
 
     greeted = run(arith_task, arithmetic, system=GREETING_PROMPT)
     table["style_greeting"] = {
         "prompted": {
-            **_rate([language.has_marker("greeting", r["output"]) for r in greeted.records]),
+            **rate_summary([language.has_marker("greeting", r["output"]) for r in greeted.records]),
             "prompt": GREETING_PROMPT,
             "bar": ">= 0.95",
         },
         "unprompted": {
-            **_rate([language.has_marker("greeting", r["output"]) for r in none.records]),
+            **rate_summary([language.has_marker("greeting", r["output"]) for r in none.records]),
             "bar": "<= 0.02",
         },
     }
@@ -136,7 +116,7 @@ def measure(
         for kind in p or []:
             kinds[kind] = kinds.get(kind, 0) + 1
     table["self_description"] = {
-        **_rate([p is not None for p in parsed]),
+        **rate_summary([p is not None for p in parsed]),
         "kinds": kinds,
         "temperature": 0.7,
         "bar": ">= 0.80",

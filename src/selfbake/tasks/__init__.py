@@ -8,7 +8,7 @@ benchmark's public format. ``names()`` lists everything.
 from __future__ import annotations
 
 from selfbake.errors import UserError
-from selfbake.tasks.base import Item, Splits, Task, splits
+from selfbake.tasks.base import Item, Splits, Task, splits, test_items
 from selfbake.tasks.benchmarks import Benchmark, benchmark_classes
 from selfbake.tasks.procedural import RPN, Arithmetic, Brackets
 from selfbake.tasks.toolfamilies import Bignum, CodeRepair, FileRead, Lookup
@@ -39,4 +39,4 @@ def get(spec: str, *, num_fewshot: int = 0) -> Task:
     )
 
 
-__all__ = ["Benchmark", "Item", "Splits", "Task", "get", "names", "splits"]
+__all__ = ["Benchmark", "Item", "Splits", "Task", "get", "names", "splits", "test_items"]

@@ -111,6 +111,15 @@ def splits(
     return Splits(train=rest[:n_train], dev=rest[n_train:], test=test)
 
 
+def test_items(task: Task, n: int, seed: int, levels: tuple[int, ...]) -> list[Item]:
+    """The frozen test split spread evenly over difficulty levels (n items in all)."""
+    per = -(-n // len(levels))
+    items: list[Item] = []
+    for level in levels:
+        items += splits(task, 0, 0, per, seed=seed, difficulty=level).test
+    return items[:n]
+
+
 def _unique(items: list[Item], n: int, excluded: set[str]) -> list[Item]:
     seen = set(excluded)
     out = []

@@ -58,3 +58,21 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     for i in range(n - c + 1, n + 1):
         prod *= 1.0 - k / i
     return 1.0 - prod
+
+
+def rate_summary(flags: Sequence[bool]) -> dict:
+    """Rate of True with n and its 95 % Wilson interval."""
+    k, n = sum(flags), len(flags)
+    lo, hi = wilson(k, n)
+    return {"rate": round(k / n, 4) if n else 0.0, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def paired_summary(a: Sequence[bool], b: Sequence[bool]) -> dict:
+    """b - a on the same items, with the exact McNemar p."""
+    only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+    only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+    return {
+        "diff": round((sum(b) - sum(a)) / len(a), 4),
+        "p_value": mcnemar_exact(only_a, only_b),
+        "n": len(a),
+    }
