@@ -1,9 +1,11 @@
-"""Generation throughput: KV cache on/off, batch 64 vs batch 1, on a ~5M-parameter tiny Llama.
+"""Generation throughput: KV cache on/off and in place vs concatenating, batch 64 vs 1, on a ~5M tiny Llama.
 
 Every configuration decodes greedily to exactly ``--new-tokens`` tokens (eos
 disabled, so lengths are equal), on the same prompts, in one process; the
 table gives new tokens per second and the ratio to batch 64 with the cache.
-It also checks that cached and uncached greedy outputs are identical.
+"in place" is selfbake's ``GrowingCache`` (the default); "concat" is
+transformers' ``DynamicCache``, which copies the whole cache every step. It
+also checks that all configurations give identical greedy outputs.
 
     python benchmarks/generation.py            # CPU defaults, ~2-3 minutes on 2 cores
     python benchmarks/generation.py --device cuda --prompts 256
@@ -22,8 +24,10 @@ from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import load, render_chat
 
 
-def measure(model, tokenizer, prompts, batch_size, use_cache, new_tokens):
-    backend = TransformersBackend(model, tokenizer, batch_size=batch_size, use_cache=use_cache)
+def measure(model, tokenizer, prompts, batch_size, use_cache, new_tokens, in_place=True):
+    backend = TransformersBackend(
+        model, tokenizer, batch_size=batch_size, use_cache=use_cache, in_place_cache=in_place
+    )
     backend.eos_ids = set()  # fixed-length decoding so every configuration does the same work
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0)
     backend.generate(prompts[:1], params.model_copy(update={"max_new_tokens": 2}))  # warm-up
@@ -57,13 +61,16 @@ def main() -> None:
 
     rows = []
     outputs = {}
-    for label, batch, cache, n in [
-        ("batch 64, KV cache", 64, True, args.prompts),
-        ("batch 64, no cache", 64, False, args.prompts),
-        ("batch 1, KV cache", 1, True, args.prompts_batch1),
-        ("batch 1, no cache", 1, False, args.prompts_batch1),
+    for label, batch, cache, n, in_place in [
+        ("batch 64, KV cache", 64, True, args.prompts, True),
+        ("batch 64, concat cache", 64, True, args.prompts, False),
+        ("batch 64, no cache", 64, False, args.prompts, False),
+        ("batch 1, KV cache", 1, True, args.prompts_batch1, True),
+        ("batch 1, no cache", 1, False, args.prompts_batch1, False),
     ]:
-        samples, tokens, seconds = measure(model, tokenizer, prompts[:n], batch, cache, args.new_tokens)
+        samples, tokens, seconds = measure(
+            model, tokenizer, prompts[:n], batch, cache, args.new_tokens, in_place
+        )
         outputs[label] = [s.token_ids for s in samples]
         rows.append((label, n, tokens, seconds, tokens / seconds))
         print(f"  done: {label}", flush=True)
@@ -78,14 +85,19 @@ def main() -> None:
         f"threads {torch.get_num_threads()}, device {args.device}"
         + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
     )
-    print(f"{'configuration':<22}{'prompts':>8}{'new tok':>9}{'seconds':>9}{'tok/s':>10}{'ratio':>8}")
+    print(f"{'configuration':<24}{'prompts':>8}{'new tok':>9}{'seconds':>9}{'tok/s':>10}{'ratio':>8}")
     for label, n, tokens, seconds, rate in rows:
-        print(f"{label:<22}{n:>8}{tokens:>9}{seconds:>9.2f}{rate:>10.0f}{rate / reference:>8.3f}")
+        print(f"{label:<24}{n:>8}{tokens:>9}{seconds:>9.2f}{rate:>10.0f}{rate / reference:>8.3f}")
+    rate = {label: r for label, _, _, _, r in rows}
     print(
-        f"KV cache speed-up at batch 64: {rows[0][4] / rows[1][4]:.1f}x; at batch 1: {rows[2][4] / rows[3][4]:.1f}x"
+        f"KV cache speed-up at batch 64: {rate['batch 64, KV cache'] / rate['batch 64, no cache']:.1f}x; "
+        f"at batch 1: {rate['batch 1, KV cache'] / rate['batch 1, no cache']:.1f}x; "
+        f"in place vs concat at batch 64: {rate['batch 64, KV cache'] / rate['batch 64, concat cache']:.2f}x"
     )
-    print(f"batching speed-up (64 vs 1, with cache): {rows[0][4] / rows[2][4]:.1f}x")
-    same = outputs["batch 64, KV cache"] == outputs["batch 64, no cache"]
+    print(
+        f"batching speed-up (64 vs 1, with cache): {rate['batch 64, KV cache'] / rate['batch 1, KV cache']:.1f}x"
+    )
+    same = outputs["batch 64, KV cache"] == outputs["batch 64, no cache"] == outputs["batch 64, concat cache"]
     same1 = outputs["batch 1, KV cache"] == outputs["batch 1, no cache"]
     prefix = outputs["batch 64, KV cache"][: args.prompts_batch1] == outputs["batch 1, KV cache"]
     print(f"greedy outputs identical: cache vs no cache {same and same1}; batch 64 vs batch 1 {prefix}")

@@ -305,6 +305,9 @@ def test_cli_bake_writes_adapter_merged_card_and_they_reload(capsys, tmp_path):
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("strength" in m for m in metrics) and any("tokens_per_s" in m for m in metrics)
     assert "bundled:reasoning" in (out / "README.md").read_text()
+    for name in ("latest", "best"):  # adapter checkpoints kept, loadable by peft
+        assert (out / "checkpoints" / name / "adapter_config.json").exists()
+    assert json.loads((out / "checkpoints" / "latest" / "checkpoint.json").read_text())["step"] > 0
 
     base, tok = fresh("bundled")
     adapter = PeftModel.from_pretrained(base, out / "adapter")  # plain peft

@@ -392,6 +392,7 @@ class Baker:
         teacher_uses_adapter: bool = False,
         log: Callable[..., None] | None = None,
         advance: Callable[[int], None] | None = None,
+        checkpoint: Callable[..., None] | None = None,
         step_offset: int = 0,
     ) -> BakeResult:
         started = time.perf_counter()
@@ -403,6 +404,7 @@ class Baker:
             teacher_uses_adapter=teacher_uses_adapter,
             log=log,
             advance=advance,
+            checkpoint=checkpoint,
             step_offset=step_offset,
             started=started,
         )
@@ -415,10 +417,15 @@ class Baker:
         teacher_uses_adapter: bool = False,
         log: Callable[..., None] | None = None,
         advance: Callable[[int], None] | None = None,
+        checkpoint: Callable[..., None] | None = None,
         step_offset: int = 0,
         started: float | None = None,
     ) -> BakeResult:
-        """Train on given trajectories (``run`` samples them first)."""
+        """Train on given trajectories (``run`` samples them first).
+
+        ``checkpoint(model, prompt=, step=, val_kl=, strength=, best=)`` is called at
+        every validation, with the adapter as it is at that step.
+        """
         s = self.settings
         started = time.perf_counter() if started is None else started
         teacher_train, student_train = self.encode(train_t)
@@ -498,6 +505,15 @@ class Baker:
                     else:
                         stale += 1
                     previous = current
+                    if checkpoint:
+                        checkpoint(
+                            self.model,
+                            prompt=self.prompt,
+                            step=step_offset + step,
+                            val_kl=kl,
+                            strength=strength,
+                            best=best is current,
+                        )
                 if log:
                     log(step=step_offset + step, **metrics)
                 if advance:

@@ -306,6 +306,17 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
         return s.max_epochs * -(-s.n_train // s.train_batch_size)
 
     total = sum(steps_estimate(p.settings(config)) for p in plans) * rounds
+    layer_of = {p.text: i for i, p in enumerate(plans, 1)}
+
+    def save_checkpoint(model, *, prompt: str, step: int, val_kl: float, strength: float, best: bool) -> None:
+        """checkpoints/[layer_N/]{latest,best}: the adapter at the last and at the best validation."""
+        root = out / "checkpoints" / (f"layer_{layer_of[prompt]}" if len(plans) > 1 else "")
+        for name in ("latest", "best") if best else ("latest",):
+            model.save_pretrained(root / name)
+            (root / name / "checkpoint.json").write_text(
+                json.dumps({"step": step, "val_kl": val_kl, "strength": strength}) + "\n"
+            )
+
     with progress_bar(total, "baking") as advance:
         if len(plans) == 1:
             plan = plans[0]
@@ -321,10 +332,20 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                     rounds=rounds,
                     log=run.log,
                     advance=advance,
+                    checkpoint=save_checkpoint,
                 )
             else:
                 results = [
-                    bake(model, tokenizer, plan.text, questions, settings, log=run.log, advance=advance)
+                    bake(
+                        model,
+                        tokenizer,
+                        plan.text,
+                        questions,
+                        settings,
+                        log=run.log,
+                        advance=advance,
+                        checkpoint=save_checkpoint,
+                    )
                 ]
             baked_model = results[-1].model
             baked_model.save_pretrained(out / "adapter")
@@ -349,6 +370,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                 keep_earlier=config.keep_earlier,
                 log=run.log,
                 advance=advance,
+                checkpoint=save_checkpoint,
             )
             for i, (plan, result) in enumerate(zip(plans, layer_results, strict=True), 1):
                 result.model.save_pretrained(out / "adapter" / f"layer_{i}_{_slug(plan.name)}")
