@@ -394,3 +394,22 @@ def test_retain_anchor_keeps_the_system_prompt_and_starts_at_zero_kl():
     assert encs and all(sublist(system_ids, e.prompt_ids) for e in encs)  # anchor keeps its own prompt
     total, n = baker.kl(encs, targets, grad=False)
     assert n > 0 and total.item() == 0.0  # empty adapter = base: nothing to pull back yet
+
+
+def test_length_grouped_batches_cover_every_trajectory_once_with_less_padding():
+    import random
+
+    from selfbake.baking.bake import _batches
+
+    lengths = [random.Random(i).randint(20, 200) for i in range(70)]
+    order = list(range(70))
+    random.Random(0).shuffle(order)
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    plain = _batches(order, lengths, 16, random.Random(1), False)
+    grouped = _batches(order, lengths, 16, random.Random(1), True)
+    assert sorted(i for b in grouped for i in b) == list(range(70))
+    assert len(grouped) == len(plain) == 5 and max(len(b) for b in grouped) == 16
+    assert padding(grouped) < padding(plain) / 2
