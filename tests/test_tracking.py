@@ -36,11 +36,13 @@ def test_report_plots_every_numeric_series(tmp_path):
     run = RunDir(tmp_path / "run")
     run.write_config({"lr": 0.1})
     for step in range(4):
-        run.log(step, loss=4 - step, accuracy=0.1 * step, flag=True, split="dev")
+        run.log(step, loss=4 - step, flag=True, note="x")
+        for split in ("dev", "test"):
+            run.log(step, accuracy=0.1 * step, split=split)
     run.finish({"best": {"accuracy": 0.3, "n": 4}})
     page = write_report(run.path).read_text()
-    assert page.count("<img") == 2  # loss and accuracy; bool, str, step and time are not series
-    assert "alt='accuracy'" in page and "alt='loss'" in page
+    assert page.count("<img") == 3  # loss and one accuracy per split; bool, str, step and time are not series
+    assert "alt='dev/accuracy'" in page and "alt='test/accuracy'" in page and "alt='loss'" in page
     assert "best.accuracy" in page and "lr: 0.1" in page
     assert "http" not in page.replace("http-equiv", "")  # self-contained
 

@@ -82,6 +82,18 @@ def _bake_config():
     return BakeConfig
 
 
+def cmd_iterate(config) -> None:
+    from selfbake.iteration.command import run_iterate
+
+    run_iterate(config)
+
+
+def _iterate_config():
+    from selfbake.iteration.loop import IterateConfig
+
+    return IterateConfig
+
+
 def _generate_config():
     from selfbake.generate import GenerateConfig
 
@@ -106,6 +118,11 @@ COMMANDS: dict[str, Command] = {
         "bake a prompt into LoRA weights (Prompt Baking): half-bake, pursue, sequence, measure",
         _bake_config,
         cmd_bake,
+    ),
+    "iterate": Command(
+        "expert iteration: learn from verified own solutions; frozen test, resumable",
+        _iterate_config,
+        cmd_iterate,
     ),
     "forge": Command("train the bundled tiny chat model from scratch on CPU", _forge_config, cmd_forge),
     "report": Command(

@@ -2,7 +2,8 @@
 
 The page holds the summary as a table, the resolved config, and a matplotlib
 plot (embedded as base64 PNG) of every numeric series in metrics.jsonl, with
-``step`` (or the line number) on the x axis. No network, no external assets.
+``step`` (or the line number) on the x axis; lines tagged with a ``split``
+(expert iteration's dev/test/hard per iteration) give one series per split. No network, no external assets.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def numeric_series(records: list[dict[str, Any]]) -> dict[str, tuple[list[float]
     for index, record in enumerate(records):
         x = record.get("step")
         x = index if not isinstance(x, (int, float)) else x
+        split = record.get("split")  # lines of several splits (dev, test) make one series each
+        prefix = f"{split}/" if isinstance(split, str) else ""
         for key, value in record.items():
             if key in SKIP_SERIES or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            xs, ys = series[key]
+            xs, ys = series[prefix + key]
             xs.append(x)
             ys.append(value)
     return dict(series)
