@@ -185,7 +185,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
                 flag,
                 dest=name,
                 action="append",
-                type=base,
+                type=str,  # the config's validator splits "a,b" and converts
                 default=None,
                 metavar=name.upper(),
                 help=help_text,
