@@ -19,6 +19,7 @@ disk either way).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -44,8 +45,8 @@ class IterateConfig(Config):
     hard_levels: list[int] = Field(
         default_factory=list, description="harder held-out band (default: the level above --levels)"
     )
-    n_train: int = Field(200, gt=0, description="train problems")
-    n_dev: int = Field(100, gt=0, description="dev problems (choose the best iteration, stop)")
+    n_train: int = Field(400, gt=0, description="train problems")
+    n_dev: int = Field(300, gt=0, description="dev problems (choose the best iteration, stop)")
     n_test: int = Field(300, gt=0, description="frozen test problems")
     n_hard: int = Field(200, ge=0, description="problems in the harder band (0 = skip)")
     temperature: float = Field(0.8, gt=0.0, description="sampling temperature for solutions and pass@K")
@@ -61,12 +62,12 @@ class IterateConfig(Config):
     )
     cap: int = Field(4, gt=0, description="kept solutions per problem at most (distinct signatures)")
     rationalise: bool = Field(False, description="re-ask unsolved problems with the answer as a hint (STaR)")
-    lr: float = Field(1e-3, gt=0.0, description="LoRA learning rate")
-    epochs: int = Field(2, gt=0, description="epochs over each iteration's kept solutions")
+    lr: float = Field(2e-3, gt=0.0, description="LoRA learning rate")
+    epochs: int = Field(3, gt=0, description="epochs over each iteration's kept solutions")
     rank: int = Field(8, gt=0, description="LoRA rank")
     train_batch_size: int = Field(16, gt=0, description="examples per optimiser step")
     patience: int = Field(
-        1, gt=0, description="stop after this many iterations without a better dev accuracy"
+        2, gt=0, description="stop after this many iterations without a better dev accuracy"
     )
     batch_size: int = Field(64, gt=0, description="prompts per generation batch")
     seed: int = Field(0, description="random seed (splits, sampling, training)")
@@ -100,8 +101,11 @@ class Problems:
         self.hard_levels = config.hard_levels or (
             [above] if config.n_hard and all(above in t.difficulties for t in self.tasks.values()) else []
         )
+
+        def per(n: int) -> int:
+            return -(-n // len(levels))
+
         for name, task in self.tasks.items():
-            per = lambda n: -(-n // len(levels))  # noqa: E731
             for level in levels:
                 s = tasks.splits(
                     task, per(config.n_train), per(config.n_dev), per(config.n_test), config.seed, level
@@ -119,8 +123,6 @@ class Problems:
         self.dev = [(n, i) for n, i in self.dev if i.key not in test_keys]
 
     def test_hash(self) -> str:
-        import hashlib
-
         return hashlib.sha256(",".join(sorted(i.key for _, i in self.test)).encode()).hexdigest()[:16]
 
 
@@ -134,8 +136,9 @@ def _load_model(config: IterateConfig, adapter: Path | None):
     return model, tok
 
 
-def _score(model, tok, config, problems, *, k: int, seed: int, temperature: float | None = None):
-    """Per task: records from selfbake.scoring (greedy when k == 1), concatenated in ``problems`` order."""
+def _score(model, tok, config, problems, *, k: int, seed: int):
+    """Per task: records from selfbake.scoring (greedy when k == 1), in ``problems`` order (which
+    ``Problems`` keeps grouped by task)."""
     records = []
     for name, task in problems_tasks(problems).items():
         items = [i for n, i in problems if n == name]
@@ -146,7 +149,7 @@ def _score(model, tok, config, problems, *, k: int, seed: int, temperature: floa
             items,
             chat=True,
             k=k,
-            temperature=temperature or config.temperature,
+            temperature=config.temperature,
             max_new_tokens=config.max_new_tokens,
             batch_size=config.batch_size,
             seed=seed,
