@@ -128,3 +128,15 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, capsys):
     assert (killed / "solutions" / "iter_1.jsonl").read_text() == (
         tmp_path / "whole" / "solutions" / "iter_1.jsonl"
     ).read_text()
+
+
+def test_code_mode_runs_the_models_functions_in_the_sandbox(tmp_path, capsys):
+    out = tmp_path / "code"
+    args = ["iterate", "--model", "random:llama-tiny", "--task", "coderepair", "--verify", "code", "--levels", "1",
+            "--iterations", "1", "--samples-per-problem", "2", "--n-train", "4", "--n-dev", "2", "--n-test", "3",
+            "--n-hard", "0", "--max-new-tokens", "16", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_test"] == 3 and "hard" not in summary
+    evals = json.loads((out / "evals" / "iter_1.json").read_text())
+    assert len(evals["test"]["flags"]) == 3  # every test function was judged (by its tests, in the sandbox)

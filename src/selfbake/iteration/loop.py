@@ -218,7 +218,7 @@ def evaluate(config: IterateConfig, problems: Problems, it: int, adapter: Path |
         greedy = _score(model, tok, config, items, k=1, seed=config.seed)
         flags = [bool(r["correct"]) for r in greedy]
         row = {"accuracy": rate_summary(flags), "flags": flags}
-        if split == "test" and config.samples_per_problem > 1:
+        if split in ("dev", "test") and config.samples_per_problem > 1:
             k = config.samples_per_problem
             sampled = _score(model, tok, config, items, k=k, seed=config.seed + 7)
             row[f"pass@{k}"] = round(sum(any(r["verdicts"]) for r in sampled) / len(sampled), 4)
