@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from selfbake import tasks
 from selfbake.cli import main
 from selfbake.iteration import IterateConfig, Problems, Solution, leaks_hint, select, signature
@@ -140,3 +142,16 @@ def test_code_mode_runs_the_models_functions_in_the_sandbox(tmp_path, capsys):
     assert summary["n_test"] == 3 and "hard" not in summary
     evals = json.loads((out / "evals" / "iter_1.json").read_text())
     assert len(evals["test"]["flags"]) == 3  # every test function was judged (by its tests, in the sandbox)
+
+
+@pytest.mark.slow
+def test_bundled_brackets_rise_by_ten_points_with_continued_training(tmp_path, capsys):
+    """The issue's bar, as documented in the README (~3.5 min on 2 cores)."""
+    out = tmp_path / "bar"
+    args = ["iterate", "--model", "bundled", "--task", "brackets", "--levels", "2,3", "--iterations", "5",
+            "--training", "continue", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.20 <= summary["baseline_test_accuracy"] <= 0.70
+    assert summary["best_test_accuracy"] - summary["baseline_test_accuracy"] >= 0.10
+    assert summary["p_value"] < 0.05 and summary["iterations_run"] <= 5 and "hard" in summary
