@@ -32,6 +32,7 @@ from selfbake.iteration.solutions import Solution, distinct_n, hinted_prompt, le
 from selfbake.models import load, render_chat
 from selfbake.scoring import score
 from selfbake.tasks.stats import rate_summary
+from selfbake.tracking.progress import progress_bar
 
 
 class IterateConfig(Config):
@@ -136,25 +137,27 @@ def _load_model(config: IterateConfig, adapter: Path | None):
     return model, tok
 
 
-def _score(model, tok, config, problems, *, k: int, seed: int):
+def _score(model, tok, config, problems, *, k: int, seed: int, label: str = "scoring"):
     """Per task: records from selfbake.scoring (greedy when k == 1), in ``problems`` order (which
     ``Problems`` keeps grouped by task)."""
     records = []
-    for name, task in problems_tasks(problems).items():
-        items = [i for n, i in problems if n == name]
-        result = score(
-            model,
-            tok,
-            task,
-            items,
-            chat=True,
-            k=k,
-            temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens,
-            batch_size=config.batch_size,
-            seed=seed,
-        )
-        records += [{**r, "task": name} for r in result.records]
+    with progress_bar(len(problems) * k, label) as advance:
+        for name, task in problems_tasks(problems).items():
+            items = [i for n, i in problems if n == name]
+            result = score(
+                model,
+                tok,
+                task,
+                items,
+                chat=True,
+                k=k,
+                temperature=config.temperature,
+                max_new_tokens=config.max_new_tokens,
+                batch_size=config.batch_size,
+                seed=seed,
+                on_batch=advance,
+            )
+            records += [{**r, "task": name} for r in result.records]
     return records
 
 
@@ -182,7 +185,9 @@ def sample_stage(config: IterateConfig, problems: Problems, it: int, adapter: Pa
     """Sample K per train problem, verify, (rationalise), dedup and cap; returns the stage's record."""
     model, tok = _load_model(config, adapter)
     k = config.samples_per_problem
-    records = _score(model, tok, config, problems.train, k=k, seed=config.seed * 1000 + it)
+    records = _score(
+        model, tok, config, problems.train, k=k, seed=config.seed * 1000 + it, label=f"iter {it}: sampling"
+    )
     attempts: list[Solution] = []
     solved: dict[str, bool] = {}
     for (name, item), r in zip(problems.train, records, strict=True):
@@ -191,7 +196,9 @@ def sample_stage(config: IterateConfig, problems: Problems, it: int, adapter: Pa
     if config.rationalise:
         unsolved = [(n, i) for n, i in problems.train if not solved[i.key]]
         hinted = [(n, tasks.Item(hinted_prompt(tasks.get(n), i), i.answer, i.metadata)) for n, i in unsolved]
-        records = _score(model, tok, config, hinted, k=k, seed=config.seed * 1000 + it + 500)
+        records = _score(
+            model, tok, config, hinted, k=k, seed=config.seed * 1000 + it + 500, label=f"iter {it}: hinted"
+        )
         for (name, item), r in zip(unsolved, records, strict=True):
             attempts += _verified(tasks.get(name), item, r, rationalised=True)
     kept = select(attempts, config.cap, config.seed * 1000 + it)
@@ -215,12 +222,14 @@ def evaluate(config: IterateConfig, problems: Problems, it: int, adapter: Path |
     for split, items in (("dev", problems.dev), ("test", problems.test), ("hard", problems.hard)):
         if not items:
             continue
-        greedy = _score(model, tok, config, items, k=1, seed=config.seed)
+        greedy = _score(model, tok, config, items, k=1, seed=config.seed, label=f"iter {it}: {split} greedy")
         flags = [bool(r["correct"]) for r in greedy]
         row = {"accuracy": rate_summary(flags), "flags": flags}
         if split in ("dev", "test") and config.samples_per_problem > 1:
             k = config.samples_per_problem
-            sampled = _score(model, tok, config, items, k=k, seed=config.seed + 7)
+            sampled = _score(
+                model, tok, config, items, k=k, seed=config.seed + 7, label=f"iter {it}: {split} pass@{k}"
+            )
             row[f"pass@{k}"] = round(sum(any(r["verdicts"]) for r in sampled) / len(sampled), 4)
             row["distinct_2"] = round(distinct_n([t for r in sampled for t in r["samples"]], 2), 4)
         out[split] = row
