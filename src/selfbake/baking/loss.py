@@ -29,6 +29,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import DynamicCache
 
+from selfbake.generation.kvcache import common_prefix_len
+
 
 @dataclass
 class Targets:
@@ -77,12 +79,9 @@ def batch_layout(
 
 def shared_prefix_len(prompts: list[list[int]], minimum: int = 16) -> int:
     """Tokens every prompt starts with (at most the shortest prompt less one), or 0 below ``minimum``."""
-    if len(prompts) < 2:
+    if len(prompts) < 2:  # one row: nothing to share
         return 0
-    first, n = prompts[0], 0
-    limit = min(len(p) for p in prompts) - 1
-    while n < limit and all(p[n] == first[n] for p in prompts):
-        n += 1
+    n = common_prefix_len(prompts)
     return n if n >= minimum else 0
 
 

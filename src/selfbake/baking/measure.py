@@ -71,6 +71,26 @@ def _view(base, baked, condition: str):
     return base, nullcontext()
 
 
+def _score_view(
+    base, baked, condition, tokenizer, task_obj, items, system, tools, batch_size, seed, temperature=0.0
+):
+    """Score the items under one condition's model view: greedy, or one seeded sample per item."""
+    model, context = _view(base, baked, condition)
+    with context:
+        return score(
+            model,
+            tokenizer,
+            task_obj,
+            items,
+            system=system,
+            tools=list(tools) or None,
+            batch_size=batch_size,
+            seed=seed,
+            temperature=temperature,
+            sample_single=temperature > 0,
+        )
+
+
 def behaviour(
     base,
     baked,
@@ -105,20 +125,9 @@ def behaviour(
     flags: dict[str, dict[str, list[bool]]] = {}
     for condition in conditions:
         system = prompt if condition in ("base_prompted", "baked_reprompted") else None
-        model, context = _view(base, baked, condition)
-        with context:
-            result = score(
-                model,
-                tokenizer,
-                task_obj,
-                items,
-                system=system,
-                tools=list(tools) or None,
-                batch_size=batch_size,
-                seed=seed,
-                temperature=temperature,
-                sample_single=temperature > 0,
-            )
+        result = _score_view(
+            base, baked, condition, tokenizer, task_obj, items, system, tools, batch_size, seed, temperature
+        )
         acc = [bool(r["correct"]) for r in result.records]
         beh = [detect(r) for r in result.records] if detect else []
         flags[condition] = {"accuracy": acc, "behaviour": beh}
@@ -248,18 +257,9 @@ def forgetting(
         task_obj = tasks.get(family)
         acc = {}
         for name, condition in (("before", "base_prompted"), ("after", "baked_reprompted")):
-            model, context = _view(base, baked, condition)
-            with context:
-                result = score(
-                    model,
-                    tokenizer,
-                    task_obj,
-                    items,
-                    system=system,
-                    tools=list(tools) or None,
-                    batch_size=batch_size,
-                    seed=seed,
-                )
+            result = _score_view(
+                base, baked, condition, tokenizer, task_obj, items, system, tools, batch_size, seed
+            )
             acc[name] = [bool(r["correct"]) for r in result.records]
         out[family] = {
             "prompt": system,

@@ -30,7 +30,7 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from selfbake.generation.backend import Backend
-from selfbake.generation.kvcache import growing_cache, supports_growing_cache
+from selfbake.generation.kvcache import common_prefix_len, growing_cache, supports_growing_cache
 from selfbake.generation.params import Sample, SamplingParams
 
 
@@ -144,16 +144,11 @@ class TransformersBackend(Backend):
     def _shared_prefix(self, prompts: list[str]):
         """(prefix token ids, its KV cache) when every prompt starts with the same tokens, else None."""
         ids = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
-        if not ids:
-            return None
-        first, n = ids[0], 0
-        shortest = min(len(x) for x in ids) - 1  # keep at least one token to feed generate
-        while n < shortest and all(x[n] == first[n] for x in ids):
-            n += 1
+        n = common_prefix_len(ids)
         if n < self.min_prefix_tokens:
             return None
-        out = self.model(input_ids=torch.tensor([first[:n]], device=self.device), use_cache=True)
-        return first[:n], out.past_key_values
+        out = self.model(input_ids=torch.tensor([ids[0][:n]], device=self.device), use_cache=True)
+        return ids[0][:n], out.past_key_values
 
     def _encode(self, texts: list[str], prefix, max_new_tokens: int) -> dict:
         """Left-padded batch, or prefix + padding + suffix with the prefix's cache attached."""

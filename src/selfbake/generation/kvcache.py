@@ -83,6 +83,17 @@ class GrowingLayer(DynamicLayer):
         self.length = 0
 
 
+def common_prefix_len(seqs: list[list[int]]) -> int:
+    """Tokens every sequence starts with, at most the shortest less one (a row must keep a token to run)."""
+    if not seqs:
+        return 0
+    first, n = seqs[0], 0
+    limit = min(len(x) for x in seqs) - 1
+    while n < limit and all(x[n] == first[n] for x in seqs):
+        n += 1
+    return n
+
+
 def supports_growing_cache(model) -> bool:
     """All layers full attention (no sliding window, no linear-attention or hybrid layers)."""
     config = model.config.get_text_config(decoder=True)
