@@ -1,11 +1,14 @@
-"""Generation throughput: KV cache on/off and in place vs concatenating, batch 64 vs 1, on a ~5M tiny Llama.
+"""Generation throughput: KV cache on/off, in place vs concatenating, shared-prefix attention, batch 64 vs 1.
 
 Every configuration decodes greedily to exactly ``--new-tokens`` tokens (eos
 disabled, so lengths are equal), on the same prompts, in one process; the
 table gives new tokens per second and the ratio to batch 64 with the cache.
 "in place" is selfbake's ``GrowingCache`` (the default); "concat" is
-transformers' ``DynamicCache``, which copies the whole cache every step. It
-also checks that all configurations give identical greedy outputs.
+transformers' ``DynamicCache``, which copies the whole cache every step. A
+second table puts one long system prompt before every question (a bake's
+sampling): the prefix attended once per batch (``generation.shared_prefix``,
+the default) vs replicated per row. It also checks that all configurations
+give identical greedy outputs.
 
     python benchmarks/generation.py            # CPU defaults, ~2-3 minutes on 2 cores
     python benchmarks/generation.py --device cuda --prompts 256
@@ -24,9 +27,14 @@ from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import load, render_chat
 
 
-def measure(model, tokenizer, prompts, batch_size, use_cache, new_tokens, in_place=True):
+def measure(model, tokenizer, prompts, batch_size, use_cache, new_tokens, in_place=True, shared=True):
     backend = TransformersBackend(
-        model, tokenizer, batch_size=batch_size, use_cache=use_cache, in_place_cache=in_place
+        model,
+        tokenizer,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        in_place_cache=in_place,
+        prefix_attention=shared,
     )
     backend.eos_ids = set()  # fixed-length decoding so every configuration does the same work
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0)
@@ -49,6 +57,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64, help="prompts for the batch-64 runs")
     parser.add_argument("--prompts-batch1", type=int, default=8, help="prompts for the batch-1 runs")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--system-words", type=int, default=300, help="length of the shared system prompt")
     args = parser.parse_args()
 
     model, tokenizer = load(args.model, device=args.device, dtype="float32")
@@ -101,6 +110,32 @@ def main() -> None:
     same1 = outputs["batch 1, KV cache"] == outputs["batch 1, no cache"]
     prefix = outputs["batch 64, KV cache"][: args.prompts_batch1] == outputs["batch 1, KV cache"]
     print(f"greedy outputs identical: cache vs no cache {same and same1}; batch 64 vs batch 1 {prefix}")
+
+    words = (
+        "Work carefully, show each intermediate result, check the answer, and keep it short. " * 50
+    ).split()
+    system = " ".join(words[: args.system_words])
+    long_prompts = [render_chat(tokenizer, q, system) for q in questions]
+    n_system = len(tokenizer(system, add_special_tokens=False).input_ids)
+    rows, outputs = [], {}
+    for label, in_place, shared in [
+        ("shared prefix (default)", True, True),
+        ("replicated, in place", True, False),
+        ("replicated, concat", False, False),
+    ]:
+        samples, tokens, seconds = measure(
+            model, tokenizer, long_prompts, 64, True, args.new_tokens, in_place, shared
+        )
+        outputs[label] = [s.token_ids for s in samples]
+        rows.append((label, len(long_prompts), tokens, seconds, tokens / seconds))
+    print(f"\nbatch 64, every prompt after the same {n_system}-token system prompt")
+    print(f"{'configuration':<24}{'prompts':>8}{'new tok':>9}{'seconds':>9}{'tok/s':>10}{'ratio':>8}")
+    for label, n, tokens, seconds, rate in rows:
+        print(f"{label:<24}{n:>8}{tokens:>9}{seconds:>9.2f}{rate:>10.0f}{rate / rows[0][4]:>8.3f}")
+    print(
+        f"shared-prefix attention vs replicated in place: {rows[0][4] / rows[1][4]:.2f}x; vs concat: "
+        f"{rows[0][4] / rows[2][4]:.2f}x; greedy outputs identical: {len(set(map(str, outputs.values()))) == 1}"
+    )
 
 
 if __name__ == "__main__":

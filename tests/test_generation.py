@@ -202,3 +202,70 @@ def test_sliding_window_models_keep_transformers_cache(qwen2):
         assert not TransformersBackend(model, tok).in_place_cache
     finally:
         model.config.use_sliding_window = False
+
+
+@pytest.mark.parametrize("q_len", [1, 4])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("masked", [True, False])
+def test_shared_prefix_attention_equals_attention_over_the_whole_sequence(q_len, groups, masked):
+    """Prefix part + suffix part combined by log-sum-exp == SDPA over [prefix ; suffix] per row."""
+    import torch.nn.functional as F
+
+    from selfbake.generation.shared_prefix import shared_prefix_attention
+
+    torch.manual_seed(0)
+    batch, heads, dim, p_len, s_len = 3, 4, 8, 6, 5
+    kv_heads = heads // groups
+    prefix = (torch.randn(1, kv_heads, p_len, dim), torch.randn(1, kv_heads, p_len, dim))
+    keys, values = torch.randn(batch, kv_heads, s_len, dim), torch.randn(batch, kv_heads, s_len, dim)
+    query = torch.randn(batch, heads, q_len, dim)
+    # causal over the whole row; row 1 has two padded suffix columns (its padding sits after the prefix)
+    total = p_len + s_len
+    allowed = torch.arange(total)[None, :] <= torch.arange(total - q_len, total)[:, None]
+    mask = allowed.expand(batch, 1, q_len, total).clone()
+    if masked:
+        mask[1, :, :, p_len : p_len + 2] = False
+    full_k = torch.cat([prefix[0].expand(batch, -1, -1, -1), keys], dim=2).repeat_interleave(groups, 1)
+    full_v = torch.cat([prefix[1].expand(batch, -1, -1, -1), values], dim=2).repeat_interleave(groups, 1)
+    expected = F.scaled_dot_product_attention(query, full_k, full_v, attn_mask=mask).transpose(1, 2)
+    keys.selfbake_prefix = prefix
+
+    class Module:
+        num_key_value_groups = groups
+        is_causal = True
+        training = False
+
+    given = None if q_len == 1 and not masked else mask  # decoding without padding may come with no mask
+    out, _ = shared_prefix_attention(Module(), query, keys, values, given, scaling=dim**-0.5)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["llama", "qwen2"])
+def test_backend_shares_the_prefix_and_samples_what_the_replicated_cache_samples(
+    fixture, request, monkeypatch
+):
+    from selfbake.generation import shared_prefix
+
+    model, tok = request.getfixturevalue(fixture)
+    system = "You are a careful assistant who shows every step. " * 3
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=3)
+    calls = []
+    original = shared_prefix.shared_prefix_attention
+
+    def counting(module, query, key, *args, **kwargs):
+        calls.append(hasattr(key, "selfbake_prefix"))
+        return original(module, query, key, *args, **kwargs)
+
+    monkeypatch.setitem(shared_prefix.AttentionInterface._global_mapping, shared_prefix.ATTENTION, counting)
+    same_length = [render_chat(tok, f"What is {i} + {i}?", system) for i in range(1, 6)]
+    mixed = [render_chat(tok, f"What is {i * 37} + {i}?", system) for i in range(1, 6)]
+    for prompts in (same_length, mixed):  # no padding (no mask) and padding between prefix and suffix
+        shared = TransformersBackend(model, tok, batch_size=3, prefix_attention=True)
+        replicated = TransformersBackend(model, tok, batch_size=3, prefix_attention=False)
+        assert shared.prefix_attention and replicated.in_place_cache and not replicated.prefix_attention
+        calls.clear()
+        a = shared.generate(prompts, params)
+        assert calls and all(calls)  # every attention call went through the single prefix copy
+        assert model.config._attn_implementation == "sdpa"  # restored after generate
+        b = replicated.generate(prompts, params)
+        assert [s.token_ids for s in a] == [s.token_ids for s in b]

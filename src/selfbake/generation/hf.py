@@ -13,7 +13,9 @@ prompt is padded *between* prefix and suffix, so positions stay exact
 
 Decoding appends keys/values in place (``kvcache.GrowingCache``) instead of
 ``DynamicCache``'s per-step ``torch.cat``, which profiling showed to be most of
-the sampling time once a long prefix is replicated over a batch.
+the sampling time once a long prefix is replicated over a batch. With SDPA
+models the shared prefix is not replicated at all: it is kept once and
+attended to by all rows together (``shared_prefix``, Hydragen-style).
 
 Log-probs are computed by one teacher-forced pass over the finished sequences
 (``sequence_logprobs``): exact under the raw distribution and without keeping
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
@@ -32,6 +35,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from selfbake.generation.backend import Backend
 from selfbake.generation.kvcache import common_prefix_len, growing_cache, supports_growing_cache
 from selfbake.generation.params import Sample, SamplingParams
+from selfbake.generation.shared_prefix import SharedPrefixCache, can_share_prefix, use_shared_prefix_attention
 
 
 class StopOnStrings(StoppingCriteria):
@@ -90,6 +94,7 @@ class TransformersBackend(Backend):
         min_prefix_tokens: int = 8,
         on_batch: Callable[[int], None] | None = None,
         in_place_cache: bool = True,
+        prefix_attention: bool = True,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -99,6 +104,7 @@ class TransformersBackend(Backend):
         self.min_prefix_tokens = min_prefix_tokens
         self.on_batch = on_batch
         self.in_place_cache = in_place_cache and use_cache and supports_growing_cache(model)
+        self.prefix_attention = prefix_attention and self.in_place_cache and can_share_prefix(model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         eos = model.generation_config.eos_token_id
@@ -167,7 +173,9 @@ class TransformersBackend(Backend):
         pad = self.tokenizer.pad_token_id
         rows = [prefix_ids + [pad] * (width - len(s)) + s for s in suffixes]
         mask = [[1] * len(prefix_ids) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
-        if self.in_place_cache:
+        if self.prefix_attention:
+            batch_cache = SharedPrefixCache(cache, reserve=width + max_new_tokens)
+        elif self.in_place_cache:
             batch_cache = growing_cache(self.model, len(rows[0]) + max_new_tokens)
             for layer, source in zip(batch_cache.layers, cache.layers, strict=True):
                 n = len(texts)
@@ -192,11 +200,13 @@ class TransformersBackend(Backend):
         if any(params.stop):
             stopper = StopOnStrings(self.tokenizer, params.stop, prompt_len, len(texts), self.device)
             criteria.append(stopper)
-        out = self.model.generate(
-            **enc,
-            generation_config=self.generation_config(params),
-            stopping_criteria=criteria,
-        )
+        shared = isinstance(enc.get("past_key_values"), SharedPrefixCache)
+        with use_shared_prefix_attention(self.model) if shared else nullcontext():
+            out = self.model.generate(
+                **enc,
+                generation_config=self.generation_config(params),
+                stopping_criteria=criteria,
+            )
         new = out.sequences[:, prompt_len:]
         logprobs = None
         if params.logprobs and new.shape[1] > 0:
