@@ -82,6 +82,11 @@ def sequence_logprobs(
     return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
+# below this the split attention's extra steps cost more than the replicated prefix's memory traffic
+# (measured on a 2-core CPU: 16 shared tokens, 1.23-1.66 s replicated vs 1.58-2.31 s shared)
+SHARED_ATTENTION_MIN_TOKENS = 64
+
+
 class TransformersBackend(Backend):
     def __init__(
         self,
@@ -173,7 +178,7 @@ class TransformersBackend(Backend):
         pad = self.tokenizer.pad_token_id
         rows = [prefix_ids + [pad] * (width - len(s)) + s for s in suffixes]
         mask = [[1] * len(prefix_ids) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
-        if self.prefix_attention:
+        if self.prefix_attention and len(prefix_ids) >= SHARED_ATTENTION_MIN_TOKENS:
             batch_cache = SharedPrefixCache(cache, reserve=width + max_new_tokens)
         elif self.in_place_cache:
             batch_cache = growing_cache(self.model, len(rows[0]) + max_new_tokens)
