@@ -62,7 +62,9 @@ def main() -> None:
         f"{args.preset}: full bake strength {result.strength:.3f}, {len(students)} held-out trajectories, "
         f"behaviour '{preset.behaviour}' sampled at T=1 on {args.n} test items"
     )
-    print(f"{'scale':>6}{'strength':>10}{'KL first':>10}{'KL rest':>9}{'behaviour [95% CI]':>28}{'accuracy':>10}")
+    print(
+        f"{'scale':>6}{'strength':>10}{'KL first':>10}{'KL rest':>9}{'behaviour [95% CI]':>28}{'accuracy':>10}"
+    )
     for scale in [float(x) for x in args.scales.split(",")]:
         with rescale_adapter_scale(baker.model, scale):
             strength = 1 - baker.val_kl(students, targets) / result.kl_unbaked
