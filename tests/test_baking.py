@@ -243,6 +243,13 @@ def test_prefix_reuse_gives_the_same_greedy_samples():
     assert [s.token_ids for s in reused] == [s.token_ids for s in plain]
 
 
+def test_target_modules_take_a_comma_list():
+    model, _ = fresh()
+    peft_model = with_adapter(model, small_settings(target_modules="q_proj, v_proj"))
+    adapted = {name.split(".")[-1] for name, m in peft_model.named_modules() if hasattr(m, "lora_A")}
+    assert adapted == {"q_proj", "v_proj"}
+
+
 def test_with_adapter_starts_empty():
     model, tok = fresh()
     peft_model = with_adapter(model, small_settings())
@@ -351,6 +358,11 @@ def test_cli_sequence_stacked_adapters_equal_the_merged_model(capsys, tmp_path):
         (["--prompt", "   "], "--prompt is empty"),
         (["--sequence", "bundled:tools"], "at least two"),
         (["--prompt", "x", "--strength", "1.5"], "strength"),
+        (
+            ["--prompt", "x", "--teacher-cache", "hidden", "--target-modules", "q_proj,lm_head"],
+            "needs a frozen LM head",
+        ),
+        (["--prompt", "x", "--target-modules", "nosuch_proj"], "--target-modules 'nosuch_proj'"),
     ],
 )
 def test_bad_bake_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):

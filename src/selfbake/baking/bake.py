@@ -48,6 +48,7 @@ from selfbake.baking.trajectories import (
     sample,
 )
 from selfbake.config import Config, comma_list
+from selfbake.errors import UserError
 from selfbake.generation import SamplingParams
 from selfbake.generation.kvcache import supports_growing_cache
 
@@ -68,7 +69,9 @@ class BakeSettings(Config):
     )
     rank: int = Field(8, gt=0, description="LoRA rank")
     alpha: float = Field(16.0, gt=0.0, description="LoRA alpha")
-    target_modules: str = Field("all-linear", description="LoRA target modules (peft syntax)")
+    target_modules: str = Field(
+        "all-linear", description="LoRA target modules: all-linear, comma-separated names, or a regex (peft)"
+    )
     lr: float = Field(3e-3, gt=0.0, description="AdamW learning rate")
     train_batch_size: int = Field(16, gt=0, description="trajectories per optimiser step")
     max_epochs: int = Field(10, gt=0, description="epochs over the trajectories at most")
@@ -166,15 +169,29 @@ def with_adapter(model, settings: BakeSettings, name: str = "default"):
     """Wrap a causal LM in a fresh zero-initialised LoRA adapter (a PeftModel is returned as is)."""
     if isinstance(model, PeftModel):
         return model
+    targets = settings.target_modules
     config = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=0.0,
-        target_modules=settings.target_modules,
+        # "q_proj,v_proj" is a list of names; one name, "all-linear" or a regex stays a string (peft's rules)
+        target_modules=[t.strip() for t in targets.split(",") if t.strip()] if "," in targets else targets,
         task_type="CAUSAL_LM",
     )
     torch.manual_seed(settings.seed)
-    return get_peft_model(model, config, adapter_name=name)
+    try:
+        return get_peft_model(model, config, adapter_name=name)
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError and friends: a bad --target-modules
+        raise UserError(f"--target-modules {targets!r}: {str(exc).splitlines()[0]}") from None
+
+
+def check_adapter(model, settings: BakeSettings) -> None:
+    """Refuse settings the adapter cannot honour, before any sampling."""
+    if settings.kl == "full" and settings.teacher_cache == "hidden" and not L.head_is_frozen(model):
+        raise UserError(
+            "--teacher-cache hidden needs a frozen LM head, but the adapter trains it "
+            "(drop the head from --target-modules, or use --teacher-cache logprobs)"
+        )
 
 
 @dataclass
@@ -223,9 +240,7 @@ def target_form(settings: BakeSettings, model, n_tokens: int) -> TargetForm:
     cache = settings.teacher_cache
     if cache == "auto":
         cache = "logprobs" if n_tokens * vocab * 4 <= 1 << 30 else "hidden"
-    if cache == "hidden" and not L.head_is_frozen(model):
-        if settings.teacher_cache == "hidden":
-            raise ValueError("teacher_cache=hidden needs a frozen LM head (lm_head is trained here)")
+    if cache == "hidden" and not L.head_is_frozen(model):  # explicit "hidden" was refused in Baker
         cache = "logprobs"
     return TargetForm(keep_hidden=cache == "hidden")
 
@@ -235,6 +250,7 @@ class Baker:
 
     def __init__(self, model, tokenizer, prompt: str, settings: BakeSettings):
         self.model = with_adapter(model, settings)
+        check_adapter(self.model, settings)
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.settings = settings

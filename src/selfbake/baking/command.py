@@ -25,9 +25,11 @@ from selfbake.baking.bake import (
     BakeSettings,
     bake,
     bake_sequence,
+    check_adapter,
     load_adapter_state,
     merged_copy,
     pursue,
+    with_adapter,
 )
 from selfbake.baking.trajectories import load_questions
 from selfbake.config import comma_list
@@ -298,6 +300,8 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
     run = open_run("bake", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     started = time.perf_counter()
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
+    model = with_adapter(model, plans[0].settings(config))  # a bad --target-modules fails before sampling
+    check_adapter(model, plans[0].settings(config))
     out = run.path
     summary: dict[str, Any] = {"command": "bake", "model": config.model}
     rounds = max(1, config.pursue + 1)
