@@ -248,7 +248,7 @@ def test_backend_shares_the_prefix_and_samples_what_the_replicated_cache_samples
 
     model, tok = request.getfixturevalue(fixture)
     system = "You are a careful assistant who shows every step. " * 3
-    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=3)
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=3, return_logits=True)
     calls = []
     original = shared_prefix.shared_prefix_attention
 
@@ -269,3 +269,21 @@ def test_backend_shares_the_prefix_and_samples_what_the_replicated_cache_samples
         assert model.config._attn_implementation == "sdpa"  # restored after generate
         b = replicated.generate(prompts, params)
         assert [s.token_ids for s in a] == [s.token_ids for s in b]
+        assert all(torch.allclose(x.logits, y.logits, atol=1e-4) for x, y in zip(a, b, strict=True))
+
+
+def test_shared_prefix_sampling_through_a_peft_wrapper_matches_the_replicated_cache():
+    from peft import LoraConfig, get_peft_model
+
+    from selfbake.models import load
+
+    model, tok = load("random:llama-tiny", seed=0)
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    system = "You are a careful assistant who shows every step. " * 3
+    prompts = [render_chat(tok, f"What is {i * 11} + {i}?", system) for i in range(4)]
+    params = SamplingParams(max_new_tokens=10, temperature=1.0, seed=5)
+    with wrapped.disable_adapter():
+        a = TransformersBackend(wrapped, tok, batch_size=4).generate(prompts, params)
+        b = TransformersBackend(wrapped, tok, batch_size=4, prefix_attention=False).generate(prompts, params)
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+    assert wrapped.config._attn_implementation == "sdpa"

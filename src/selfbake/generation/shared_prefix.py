@@ -144,10 +144,17 @@ def can_share_prefix(model) -> bool:
 
 @contextmanager
 def use_shared_prefix_attention(model):
-    """Switch ``model`` (its config sets sub-configs too) to ``shared_prefix_attention`` while the block runs."""
-    before = model.config._attn_implementation
-    model.config._attn_implementation = ATTENTION
+    """Switch ``model`` to ``shared_prefix_attention`` while the block runs: its config and the config of
+    every attention module (the same object in transformers' models; a wrapper's may differ)."""
+    configs = [model.config] + [
+        m.config for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "config")
+    ]
+    unique = list({id(c): c for c in configs}.values())
+    before = [c._attn_implementation for c in unique]
     try:
+        for c in unique:
+            c._attn_implementation = ATTENTION
         yield
     finally:
-        model.config._attn_implementation = before
+        for c, name in zip(unique, before, strict=True):
+            c._attn_implementation = name
