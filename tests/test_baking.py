@@ -243,6 +243,26 @@ def test_prefix_reuse_gives_the_same_greedy_samples():
     assert [s.token_ids for s in reused] == [s.token_ids for s in plain]
 
 
+@pytest.mark.parametrize("form", [FULL, TargetForm(top_k=8)])
+def test_teacher_targets_from_the_samplers_logits_equal_a_teacher_pass(form):
+    model, tok = fresh("bundled")
+    baker = Baker(model, tok, "Think step by step.", small_settings(max_new_tokens=24))
+    trajectories = baker.sample(load_questions("task:arithmetic:2,3", 6, seed=0), False)
+    kept, teacher, _ = baker.encode_kept(trajectories)
+    assert all(t.sampled_logits is not None for t in kept)
+    kept[0].sampled_ids = kept[0].sampled_ids[:-1]  # no longer the trained tokens: needs a teacher pass
+    from_sampler = baker.targets(teacher, form, False, kept)
+    assert baker.teacher_passes == 1
+    recomputed = baker.targets(teacher, form, False)
+    assert baker.teacher_passes == len(teacher)
+    for a, b in zip(from_sampler, recomputed, strict=True):
+        assert torch.allclose(a.logprobs, b.logprobs, atol=1e-4)
+        assert torch.allclose(a.token_logprobs, b.token_logprobs, atol=1e-4)
+        if form.top_k:
+            assert torch.equal(a.indices, b.indices)
+            assert torch.allclose(a.tail.exp(), b.tail.exp(), atol=1e-5)  # the mass outside the top k
+
+
 def test_target_modules_take_a_comma_list():
     model, _ = fresh()
     peft_model = with_adapter(model, small_settings(target_modules="q_proj, v_proj"))

@@ -220,6 +220,9 @@ def _vocab(model) -> int:
     return L.decoder_and_head(model)[1].weight.shape[0]
 
 
+TARGETS_BUDGET = 1 << 30  # bytes of fp32 teacher log-probs kept before switching to hidden states
+
+
 @dataclass(frozen=True)
 class TargetForm:
     """How the frozen teacher is stored: full log-probs, top-k + tail, or final hidden states."""
@@ -239,7 +242,7 @@ def target_form(settings: BakeSettings, model, n_tokens: int) -> TargetForm:
         return TargetForm(top_k=min(settings.top_k, vocab))
     cache = settings.teacher_cache
     if cache == "auto":
-        cache = "logprobs" if n_tokens * vocab * 4 <= 1 << 30 else "hidden"
+        cache = "logprobs" if n_tokens * vocab * 4 <= TARGETS_BUDGET else "hidden"
     if cache == "hidden" and not L.head_is_frozen(model):  # explicit "hidden" was refused in Baker
         cache = "logprobs"
     return TargetForm(keep_hidden=cache == "hidden")
@@ -262,6 +265,13 @@ class Baker:
     def teacher_context(self, teacher_uses_adapter: bool):
         return nullcontext() if teacher_uses_adapter else self.model.disable_adapter()
 
+    def keeps_sampler_logits(self, n_questions: int) -> bool:
+        """Keep the sampler's logits as teacher targets when they would be stored as log-probs anyway."""
+        s = self.settings
+        if s.tools or s.teacher_cache == "hidden":
+            return False
+        return n_questions * s.max_new_tokens * _vocab(self.model) * 4 <= TARGETS_BUDGET
+
     def sample(self, questions: list[Question], teacher_uses_adapter: bool) -> list[Trajectory]:
         s = self.settings
         params = SamplingParams(temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed)
@@ -275,27 +285,52 @@ class Baker:
                 tools=s.tools or None,
                 batch_size=s.sample_batch_size,
                 max_tool_calls=s.max_tool_calls,
+                keep_logits=self.keeps_sampler_logits(len(questions)),
             )
 
+    def encode_kept(
+        self, trajectories: list[Trajectory]
+    ) -> tuple[list[Trajectory], list[Encoded], list[Encoded]]:
+        """(trajectories, teacher, student) encodings of the trajectories with a token to train on."""
+        pairs = [(t, *encode_pair(self.tokenizer, self.prompt, t)) for t in trajectories]
+        keep = [p for p in pairs if any(p[2].trained)]
+        return [p[0] for p in keep], [p[1] for p in keep], [p[2] for p in keep]
+
     def encode(self, trajectories: list[Trajectory]) -> tuple[list[Encoded], list[Encoded]]:
-        pairs = [encode_pair(self.tokenizer, self.prompt, t) for t in trajectories]
-        keep = [(a, b) for a, b in pairs if any(b.trained)]
-        return [a for a, _ in keep], [b for _, b in keep]
+        _, teacher, student = self.encode_kept(trajectories)
+        return teacher, student
 
     @torch.no_grad()
     def targets(
-        self, teacher: list[Encoded], form: TargetForm, teacher_uses_adapter: bool
+        self,
+        teacher: list[Encoded],
+        form: TargetForm,
+        teacher_uses_adapter: bool,
+        sampled: list[Trajectory] | None = None,
     ) -> list[L.Targets]:
-        out: list[L.Targets] = []
+        """Frozen teacher targets. A trajectory whose sampler logits were kept (``sampled``, aligned with
+        ``teacher``) and whose trained tokens are exactly the sampled ones takes its targets from them: the
+        sampler was this teacher, so only the others need a teacher pass."""
+        out: list[L.Targets | None] = [None] * len(teacher)
+        if sampled is not None and not form.keep_hidden:
+            for i, (enc, trajectory) in enumerate(zip(teacher, sampled, strict=True)):
+                trained = [t for t, keep in zip(enc.trajectory_ids, enc.trained, strict=True) if keep]
+                if trajectory.sampled_logits is not None and trained == trajectory.sampled_ids:
+                    lp = torch.log_softmax(trajectory.sampled_logits.float(), dim=-1)
+                    out[i] = L.logprob_targets(lp, torch.tensor(trained), form.top_k)
+        todo = [i for i, t in enumerate(out) if t is None]
+        self.teacher_passes = len(todo)
         bs = self.settings.train_batch_size
         with self.teacher_context(teacher_uses_adapter):
             self.model.eval()
-            for start in range(0, len(teacher), bs):
-                encs = teacher[start : start + bs]
+            for start in range(0, len(todo), bs):
+                rows = todo[start : start + bs]
+                encs = [teacher[i] for i in rows]
                 b = _layout(encs, self.pad, self.share_prefix)
                 hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
                 t = L.teacher_targets(self.model, hidden, b.tokens, form.top_k, self.chunk, form.keep_hidden)
-                out += L.split(t, [sum(e.trained) for e in encs])
+                for i, part in zip(rows, L.split(t, [sum(e.trained) for e in encs]), strict=True):
+                    out[i] = part
         return out
 
     def kl(self, student: list[Encoded], targets: list[L.Targets], *, grad: bool) -> tuple[torch.Tensor, int]:
@@ -449,14 +484,16 @@ class Baker:
         """
         s = self.settings
         started = time.perf_counter() if started is None else started
-        teacher_train, student_train = self.encode(train_t)
-        teacher_val, student_val = self.encode(val_t)
+        kept_train, teacher_train, student_train = self.encode_kept(train_t)
+        kept_val, teacher_val, student_val = self.encode_kept(val_t)
         if not student_train or not student_val:
             raise ValueError("no trajectory has a token to train on (every sample was empty)")
         n_tokens = sum(sum(e.trained) for e in student_train + student_val)
         form = self.form = target_form(s, self.model, n_tokens)
-        targets_train = self.targets(teacher_train, form, teacher_uses_adapter)
-        targets_val = self.targets(teacher_val, form, teacher_uses_adapter)
+        targets_train = self.targets(teacher_train, form, teacher_uses_adapter, kept_train)
+        targets_val = self.targets(teacher_val, form, teacher_uses_adapter, kept_val)
+        for t in train_t + val_t:  # now held as targets
+            t.sampled_logits = None
         retain_encs, retain_targets = self.retain_set(form) if s.retain or self.anchors else ([], [])
         retain_order = list(range(len(retain_encs)))
         retain_cursor = len(retain_order)

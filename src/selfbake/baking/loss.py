@@ -128,27 +128,25 @@ def teacher_targets(
 ) -> Targets:
     """Teacher log-probs for gathered rows, computed [chunk, V] at a time (or its hidden states kept)."""
     _, head = decoder_and_head(model)
-    parts, idx_parts, tail_parts, tok_parts = [], [], [], []
+    parts = []
     for start in range(0, hidden.shape[0], chunk):
         lp = _logprobs(head, hidden[start : start + chunk])
-        tok_parts.append(lp.gather(-1, tokens[start : start + chunk, None].to(lp.device)).squeeze(-1).cpu())
         if keep_hidden:
-            continue
-        if top_k:
-            values, indices = lp.topk(top_k, dim=-1)
-            parts.append(values.cpu())
-            idx_parts.append(indices.to(torch.int32).cpu())
-            tail_parts.append(_log1mexp(torch.logsumexp(values, dim=-1)).cpu())
+            token_lp = lp.gather(-1, tokens[start : start + chunk, None].to(lp.device)).squeeze(-1).cpu()
+            parts.append(Targets(None, None, None, token_lp, hidden[start : start + chunk].detach().cpu()))
         else:
-            parts.append(lp.cpu())
-    if keep_hidden:
-        return Targets(None, None, None, torch.cat(tok_parts), hidden.detach().cpu())
-    return Targets(
-        torch.cat(parts),
-        torch.cat(idx_parts) if top_k else None,
-        torch.cat(tail_parts) if top_k else None,
-        torch.cat(tok_parts),
-    )
+            parts.append(logprob_targets(lp, tokens[start : start + chunk], top_k))
+    return concat(parts)
+
+
+def logprob_targets(lp: torch.Tensor, tokens: torch.Tensor, top_k: int | None) -> Targets:
+    """Targets from teacher log-probs [n, V] at n trained positions and the tokens sampled there."""
+    token_lp = lp.gather(-1, tokens[:, None].to(lp.device)).squeeze(-1).cpu()
+    if not top_k:
+        return Targets(lp.cpu(), None, None, token_lp)
+    values, indices = lp.topk(top_k, dim=-1)
+    tail = _log1mexp(torch.logsumexp(values, dim=-1))
+    return Targets(values.cpu(), indices.to(torch.int32).cpu(), tail.cpu(), token_lp)
 
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,10 @@ class Trajectory:
     continuation: list[dict[str, Any]]  # assistant (and tool) messages after the user turn
     finish_reason: str = "eos"
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the sampler's own raw logits at each generated token ([tokens, vocab]) and those tokens, when kept:
+    # they are the teacher's next-token distributions, so the bake need not recompute them
+    sampled_ids: list[int] | None = field(default=None, repr=False, compare=False)
+    sampled_logits: Any = field(default=None, repr=False, compare=False)
 
     @property
     def answer(self) -> str:
@@ -141,8 +145,12 @@ def sample(
     reuse_prefix: bool = True,
     in_place_cache: bool = True,
     max_tool_calls: int = 4,
+    keep_logits: bool = False,
 ) -> list[Trajectory]:
-    """One trajectory per question from ``model`` under ``system`` (the teacher's view)."""
+    """One trajectory per question from ``model`` under ``system`` (the teacher's view).
+
+    ``keep_logits``: keep each trajectory's raw sampling logits (single-turn trajectories only).
+    """
     backend = TransformersBackend(
         model, tokenizer, batch_size=batch_size, reuse_prefix=reuse_prefix, in_place_cache=in_place_cache
     )
@@ -161,9 +169,18 @@ def sample(
             for q, s in zip(questions, states, strict=True)
         ]
     prompts = [render_chat(tokenizer, q.text, system, history=history) for q in questions]
+    if keep_logits:
+        params = params.model_copy(update={"return_logits": True})
     samples = backend.generate(prompts, params)
     return [
-        Trajectory(q.text, [{"role": "assistant", "content": s.text}], s.finish_reason, history)
+        Trajectory(
+            q.text,
+            [{"role": "assistant", "content": s.text}],
+            s.finish_reason,
+            history,
+            sampled_ids=s.token_ids if keep_logits else None,
+            sampled_logits=s.logits if keep_logits else None,
+        )
         for q, s in zip(questions, samples, strict=True)
     ]
 
