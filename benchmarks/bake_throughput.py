@@ -6,10 +6,12 @@ as it comes (no reuse of the system prompt's KV cache, the default
 concatenating ``DynamicCache``), in batches of the same size; every step runs
 the teacher and the student over the whole sequence, takes full fp32
 vocabulary logits at every position, and slices the trajectory positions
-afterwards. selfbake reuses the prefix cache, appends to the KV cache in place
-(``generation.kvcache``), computes the frozen teacher once (log-probs, or its
-hidden states at a large vocabulary), and builds [chunk, vocab] logits only at
-trajectory positions under checkpointing. Both train the same LoRA (same seed,
+afterwards. selfbake reuses the prefix cache, keeps the system prompt's keys once
+per batch (``generation.shared_prefix``), appends to the KV cache in place
+(``generation.kvcache``), takes the frozen teacher's log-probs from the
+sampler's own logits (or, at a large vocabulary, keeps its hidden states from
+one pass), and builds [chunk, vocab] logits only at trajectory positions under
+checkpointing. Both train the same LoRA (same seed,
 batches and optimiser) for the same number of steps on exact full-vocabulary
 KL, then measure held-out KL the same way.
 
@@ -19,8 +21,8 @@ achieved FLOP/s of one selfbake training step against this machine's measured
 fp32 matmul peak; and a large-vocabulary run (random tiny Llama, vocab 131072,
 synthetic trajectories) for the memory difference.
 
-    python benchmarks/bake_throughput.py                 # all scenarios
-    python benchmarks/bake_throughput.py --scenario long # one
+    python benchmarks/bake_throughput.py                 # all scenarios, 3 pairs each (~5 min, 2 cores)
+    python benchmarks/bake_throughput.py --scenario long --repeats 1
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import json
 import platform
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -245,6 +248,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--impl", choices=["selfbake", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="pairs per scenario (this kind of machine is noisy; median)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.impl:
@@ -258,26 +264,34 @@ def main() -> None:
     )
     for scenario in SCENARIOS if args.scenario == "all" else [args.scenario]:
         spec, prompt, n_train, n_val, epochs, synth = SCENARIOS[scenario]
-        ours, ref = child(scenario, "selfbake"), child(scenario, "reference")
+        runs = [(child(scenario, "selfbake"), child(scenario, "reference")) for _ in range(args.repeats)]
+        ours, ref = runs[0]
         same = sum(a == b for a, b in zip(ours["trajectories"], ref["trajectories"], strict=True))
         print(
             f"\n[{scenario}] model {spec}, prompt {len(prompt)} chars, {n_train}+{n_val} trajectories"
             f"{' (synthetic)' if synth else ''}, {ours['steps']} steps each; first 8 trajectories identical: "
-            f"{same}/8"
+            f"{same}/8; {args.repeats} run(s), each pair back to back"
         )
         print(
-            f"{'':12}{'tokens/s':>10}{'seconds':>10}{'sampling':>10}{'training':>10}"
+            f"{'':16}{'tokens/s':>10}{'seconds':>10}{'sampling':>10}{'training':>10}"
             f"{'peak RSS MB':>13}{'held-out KL':>13}{'KL unbaked':>12}"
         )
-        for r in (ours, ref):
-            print(
-                f"{r['impl']:12}{r['trajectory_tokens'] / r['seconds']:>10.0f}{r['seconds']:>10.1f}"
-                f"{r['sample_seconds']:>10.1f}{r['train_seconds']:>10.1f}"
-                f"{r['peak_rss_mb']:>13.0f}{r['val_kl']:>13.5f}{r['kl_unbaked']:>12.5f}"
+        speeds = []
+        for k, (ours, ref) in enumerate(runs, 1):
+            for r in (ours, ref):
+                print(
+                    f"{r['impl'] + f' #{k}':16}{r['trajectory_tokens'] / r['seconds']:>10.0f}{r['seconds']:>10.1f}"
+                    f"{r['sample_seconds']:>10.1f}{r['train_seconds']:>10.1f}"
+                    f"{r['peak_rss_mb']:>13.0f}{r['val_kl']:>13.5f}{r['kl_unbaked']:>12.5f}"
+                )
+            speeds.append(
+                (ours["trajectory_tokens"] / ours["seconds"]) / (ref["trajectory_tokens"] / ref["seconds"])
             )
-        speed = (ours["trajectory_tokens"] / ours["seconds"]) / (ref["trajectory_tokens"] / ref["seconds"])
+        ours, ref = runs[0]
         print(
-            f"ratio selfbake/reference: tokens/s {speed:.2f}x, peak RSS {ours['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x, "
+            f"ratio selfbake/reference: tokens/s median {statistics.median(speeds):.2f}x "
+            f"(runs: {', '.join(f'{x:.2f}' for x in speeds)}), "
+            f"peak RSS {ours['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x, "
             f"held-out KL {ours['val_kl'] / ref['val_kl']:.3f}x (selfbake KL mode: {ours['kl_mode']})"
         )
         achieved = ours["step_flops"] / ours["step_seconds"] / 1e9
