@@ -6,8 +6,9 @@ as the system turn; the student is the adapter, shown no system turn. Steps:
 
 1. sample train and held-out trajectories from the prompted teacher
    (``trajectories.sample``, shared-prefix KV cache);
-2. compute the teacher's log-probs on them once (the teacher is frozen within
-   a bake; ``loss.teacher_targets``);
+2. keep the teacher's log-probs on them (the teacher is frozen within a bake):
+   the sampler's own logits at each sampled token, or one teacher pass
+   (``loss.teacher_targets``) where those are not kept or do not line up;
 3. train the adapter on the chunked fp32 KL; every ``eval_every`` steps measure
    held-out KL and strength s = 1 - KL(teacher||baked)/KL(teacher||unbaked);
 4. stop at the target strength (half-baking: the adapter is bisected between
