@@ -262,6 +262,7 @@ class Baker:
         self.anchors: list[tuple[str | None, list[Question], tuple[str, ...]]] = []
         self.chunk = settings.chunk or max(16, (64 << 20) // (4 * _vocab(self.model)))
         self.share_prefix = supports_growing_cache(self.model)  # full attention: a prefix cache is exact
+        self.teacher_passes = 0  # trajectories the last ``targets`` call had to run the teacher on
 
     def teacher_context(self, teacher_uses_adapter: bool):
         return nullcontext() if teacher_uses_adapter else self.model.disable_adapter()
