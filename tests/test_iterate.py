@@ -155,3 +155,20 @@ def test_bundled_brackets_rise_by_ten_points_with_continued_training(tmp_path, c
     assert 0.20 <= summary["baseline_test_accuracy"] <= 0.70
     assert summary["best_test_accuracy"] - summary["baseline_test_accuracy"] >= 0.10
     assert summary["p_value"] < 0.05 and summary["iterations_run"] <= 5 and "hard" in summary
+
+
+def test_an_adapter_is_loaded_once_for_evaluation_and_the_next_sampling(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from selfbake.iteration import loop
+    from selfbake.models import load
+
+    config = IterateConfig(model="random:llama-tiny", task=["arithmetic"], levels=[1])
+    base, _ = load("random:llama-tiny", seed=0)
+    get_peft_model(base, LoraConfig(r=2, target_modules="all-linear")).save_pretrained(tmp_path / "iter_1")
+    first, _ = loop._load_model(config, tmp_path / "iter_1")
+    again, _ = loop._load_model(config, tmp_path / "iter_1")
+    assert again is first  # evaluation of iteration 1 and sampling of iteration 2 share it
+    other, _ = loop._load_model(config, None)
+    assert other is not first and len(loop._LOADED) == 1  # one model held at a time
+    loop._LOADED.clear()

@@ -127,13 +127,24 @@ class Problems:
         return hashlib.sha256(",".join(sorted(i.key for _, i in self.test)).encode()).hexdigest()[:16]
 
 
+_LOADED: dict[
+    tuple, tuple
+] = {}  # one inference model: an iteration's evaluation and the next sampling share it
+
+
 def _load_model(config: IterateConfig, adapter: Path | None):
+    stamp = max((f.stat().st_mtime_ns for f in adapter.iterdir()), default=0) if adapter is not None else None
+    key = (config.model, config.dtype, config.device, config.seed, str(adapter), stamp)
+    if key in _LOADED:
+        return _LOADED[key]
+    _LOADED.clear()
     model, tok = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
+    _LOADED[key] = (model, tok)
     return model, tok
 
 
@@ -247,6 +258,7 @@ def train_stage(
 
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    _LOADED.clear()  # never two models in memory at once
     base, tok = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     init = previous if config.training == "continue" else None
     if not solutions:  # nothing verified: the iteration keeps the previous model
