@@ -89,22 +89,18 @@ def shared_prefix_attention(
 ):
     """Exact softmax attention over [shared prefix ; row suffix] from two parts and their log-sum-exps."""
     prefix = getattr(key, "selfbake_prefix", None)
-    if prefix is not None and (dropout or any(kwargs.get(k) for k in _UNSUPPORTED)):
-        n = key.shape[0]  # exact on the materialised sequence
-        key = torch.cat([prefix[0].expand(n, -1, -1, -1), key], dim=2)
-        value = torch.cat([prefix[1].expand(n, -1, -1, -1), value], dim=2)
-        prefix = None
-    if prefix is None:
+    # no prefix; attention variants the split does not do; or a prompt's first pass, where SDPA's fused
+    # kernel over one materialised copy is faster: plain SDPA over [prefix ; suffix]
+    if prefix is None or dropout or query.shape[2] > 1 or any(kwargs.get(k) for k in _UNSUPPORTED):
+        if prefix is not None:
+            n = key.shape[0]
+            key = torch.cat([prefix[0].expand(n, -1, -1, -1), key], dim=2)
+            value = torch.cat([prefix[1].expand(n, -1, -1, -1), value], dim=2)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     prefix_keys, prefix_values = prefix
-    batch, heads, q_len, dim = query.shape
-    if q_len > 1:  # a prompt's first pass: SDPA's fused kernel over one materialised copy is faster
-        n = key.shape[0]
-        key = torch.cat([prefix_keys.expand(n, -1, -1, -1), key], dim=2)
-        value = torch.cat([prefix_values.expand(n, -1, -1, -1), value], dim=2)
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    batch, heads, _, dim = query.shape
     kv_heads = prefix_keys.shape[1]
     groups = heads // kv_heads
     scale = dim**-0.5 if scaling is None else scaling
