@@ -276,29 +276,32 @@ def test_with_adapter_starts_empty():
     assert all((p == 0).all() for n, p in peft_model.named_parameters() if "lora_B" in n)
 
 
+def bake_cli_args(out, *extra) -> list[str]:
+    """A small ``selfbake bake`` on the bundled model (16 + 8 trajectories, 4 test items per cell)."""
+    return [
+        "bake",
+        "--model",
+        "bundled",
+        "--n-train",
+        "16",
+        "--n-val",
+        "8",
+        "--max-new-tokens",
+        "40",
+        "--train-batch-size",
+        "8",
+        "--max-epochs",
+        "2",
+        "--measure-n",
+        "4",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def _bake_cli(capsys, out, *extra):
-    code = main(
-        [
-            "bake",
-            "--model",
-            "bundled",
-            "--n-train",
-            "16",
-            "--n-val",
-            "8",
-            "--max-new-tokens",
-            "40",
-            "--train-batch-size",
-            "8",
-            "--max-epochs",
-            "2",
-            "--measure-n",
-            "4",
-            "--out",
-            str(out),
-            *extra,
-        ]
-    )
+    code = main(bake_cli_args(out, *extra))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured.out

@@ -267,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfbake: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("selfbake: interrupted", file=sys.stderr)
+        print(
+            "selfbake: interrupted (bake, iterate and forge resume when run again with the same --out)",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         if debug:

@@ -59,6 +59,13 @@ class ModelRunConfig(Config):
         return comma_list(value)
 
 
+def changed_settings(config: BaseModel, saved: Path, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Settings of ``config`` that differ from a run's saved ``config.yaml`` (a resumed run must match)."""
+    before = yaml.safe_load(saved.read_text()) or {}
+    now = config.model_dump(mode="json")
+    return [k for k in now if k not in ignore and before.get(k) != now[k]]
+
+
 def closest_key(key: str, valid: list[str]) -> str | None:
     matches = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     return matches[0] if matches else None

@@ -39,6 +39,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from pydantic import Field, field_validator
 
 from selfbake.baking import loss as L
+from selfbake.baking.resume import BakeState
 from selfbake.baking.trajectories import (
     Encoded,
     Question,
@@ -139,6 +140,15 @@ class BakeResult:
     nll: dict[str, Any] = field(default_factory=dict)
     kl_mode: str = "full"
     adapter_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    _SAVED = (
+        "strength", "kl_unbaked", "kl_baked", "history", "seconds", "sample_seconds", "train_seconds",
+        "trajectory_tokens", "trained_tokens", "steps", "nll", "kl_mode", "adapter_state",
+    )  # fmt: skip
+
+    def saved(self) -> dict[str, Any]:
+        """What a resumed run needs of this finished bake (everything but the model and trajectories)."""
+        return {k: getattr(self, k) for k in self._SAVED}
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -410,6 +420,14 @@ class Baker:
             encs += [e for e in (encode(self.tokenizer, system, t) for t in trajectories) if any(e.trained)]
         return encs, self.targets(encs, form, teacher_uses_adapter=False) if encs else []
 
+    def restore(self, saved: dict[str, Any], state: BakeState, advance=None) -> BakeResult:
+        """The finished bake a killed run saved (``BakeResult.saved``), its adapter loaded into the model."""
+        self.load_state(saved["adapter_state"])
+        train_t, val_t, _ = state.sampled()
+        if advance:
+            advance(saved["steps"])
+        return BakeResult(model=self.model, prompt=self.prompt, train=train_t, val=val_t, **saved)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
 
@@ -452,10 +470,19 @@ class Baker:
         advance: Callable[[int], None] | None = None,
         checkpoint: Callable[..., None] | None = None,
         step_offset: int = 0,
+        state: BakeState | None = None,
     ) -> BakeResult:
+        """Sample, then ``fit``. With ``state``, finished sampling and training are taken from it."""
         started = time.perf_counter()
-        train_t = self.sample(train_q, teacher_uses_adapter)
-        val_t = self.sample(val_q, teacher_uses_adapter)
+        sampled = state.sampled() if state else None
+        if sampled:
+            train_t, val_t, info = sampled
+            started -= info["seconds"]
+        else:
+            train_t = self.sample(train_q, teacher_uses_adapter)
+            val_t = self.sample(val_q, teacher_uses_adapter)
+            if state:
+                state.save_sampled(train_t, val_t, time.perf_counter() - started)
         return self.fit(
             train_t,
             val_t,
@@ -465,6 +492,7 @@ class Baker:
             checkpoint=checkpoint,
             step_offset=step_offset,
             started=started,
+            state=state,
         )
 
     def fit(
@@ -478,11 +506,13 @@ class Baker:
         checkpoint: Callable[..., None] | None = None,
         step_offset: int = 0,
         started: float | None = None,
+        state: BakeState | None = None,
     ) -> BakeResult:
         """Train on given trajectories (``run`` samples them first).
 
         ``checkpoint(model, prompt=, step=, val_kl=, strength=, best=)`` is called at
-        every validation, with the adapter as it is at that step.
+        every validation, with the adapter as it is at that step. With ``state`` the
+        loop's state is saved at every validation, and a saved one is resumed from.
         """
         s = self.settings
         started = time.perf_counter() if started is None else started
@@ -502,26 +532,59 @@ class Baker:
         sample_seconds = time.perf_counter() - started
         traj_tokens = sum(len(e.trajectory_ids) for e in student_train + student_val)
 
-        kl_start = self.val_kl(student_val, targets_val)
-        history = [{"step": step_offset, "val_kl": kl_start, "strength": 0.0}]
-        if log:
-            log(step=step_offset, val_kl=kl_start, strength=0.0)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(trainable, lr=s.lr, weight_decay=0.0)
         steps_per_epoch = math.ceil(len(student_train) / s.train_batch_size)
         eval_every = s.eval_every or (1 if s.strength is not None else max(1, steps_per_epoch // 4))
-        best = (kl_start, self.trainable_state(), 0.0)
-        previous = best
         chosen = None
-        stale = 0
-        step = 0
         order = list(range(len(student_train)))
         rng = random.Random(s.seed)
-        train_started = time.perf_counter()
         lengths = [len(e.prompt_ids) + len(e.trajectory_ids) for e in student_train]
-        for _epoch in range(s.max_epochs):
-            rng.shuffle(order)
-            for idx in _batches(order, lengths, s.train_batch_size, rng, s.group_by_length):
+        epoch, position, batches = 0, 0, None  # the epoch's batches and the next one to train on
+        saved = state.training() if state else None
+        if saved:  # a killed run: go on from its last validation, exactly
+            state.rewind_metrics(saved["metrics_mark"])
+            kl_start, history, stale, step = (
+                saved["kl_start"],
+                saved["history"],
+                saved["stale"],
+                saved["step"],
+            )
+            epoch, position, batches, order = (
+                saved["epoch"],
+                saved["position"],
+                saved["batches"],
+                saved["order"],
+            )
+            best, previous = saved["best"], saved["previous"]
+            retain_order, retain_cursor = saved["retain_order"], saved["retain_cursor"]
+            rng.setstate(saved["rng"])
+            self.load_state(saved["adapter"])
+            optimiser.load_state_dict(saved["optimiser"])
+            started = time.perf_counter() - saved["seconds"]
+            train_started = time.perf_counter() - saved["train_seconds"]
+            if advance:
+                advance(step)
+        else:
+            sampled = state.sampled() if state else None
+            if sampled:  # a killed run that had not validated yet: drop what it logged
+                state.rewind_metrics(sampled[2]["metrics_mark"])
+            kl_start = self.val_kl(student_val, targets_val)
+            history = [{"step": step_offset, "val_kl": kl_start, "strength": 0.0}]
+            if log:
+                log(step=step_offset, val_kl=kl_start, strength=0.0)
+            best = (kl_start, self.trainable_state(), 0.0)
+            previous = best
+            stale = 0
+            step = 0
+            train_started = time.perf_counter()
+        while epoch < s.max_epochs:
+            if batches is None:
+                rng.shuffle(order)
+                batches = _batches(order, lengths, s.train_batch_size, rng, s.group_by_length)
+            while position < len(batches):
+                idx = batches[position]
+                position += 1
                 self.model.train()
                 t0 = time.perf_counter()
                 total, count = self.kl(
@@ -576,12 +639,36 @@ class Baker:
                         )
                 if log:
                     log(step=step_offset + step, **metrics)
+                stop = chosen is not None or (s.strength is None and stale >= s.patience)
+                if state and "val_kl" in metrics and not stop:
+                    state.save_training(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "position": position,
+                            "batches": batches,
+                            "order": order,
+                            "rng": rng.getstate(),
+                            "retain_order": retain_order,
+                            "retain_cursor": retain_cursor,
+                            "adapter": self.trainable_state(),
+                            "optimiser": optimiser.state_dict(),
+                            "best": best,
+                            "previous": previous,
+                            "stale": stale,
+                            "history": history,
+                            "kl_start": kl_start,
+                            "seconds": time.perf_counter() - started,
+                            "train_seconds": time.perf_counter() - train_started,
+                        }
+                    )
                 if advance:
                     advance(1)
-                if chosen is not None or (s.strength is None and stale >= s.patience):
+                if stop:
                     break
             if chosen is not None or (s.strength is None and stale >= s.patience):
                 break
+            epoch, position, batches = epoch + 1, 0, None
         if chosen is None:
             if s.select == "last":
                 chosen = (None, self.trainable_state(), None)
@@ -647,18 +734,40 @@ def _split_questions(
 
 
 def bake(
-    model, tokenizer, prompt: str, questions: list[Question], settings: BakeSettings, *, anchors=(), **hooks
+    model,
+    tokenizer,
+    prompt: str,
+    questions: list[Question],
+    settings: BakeSettings,
+    *,
+    anchors=(),
+    state: BakeState | None = None,
+    **hooks,
 ) -> BakeResult:
     """Bake ``prompt`` into a LoRA adapter. ``questions`` holds n_train + n_val x0s (train first).
 
     ``anchors``: (system, questions, tools) groups whose current behaviour must be kept.
+    ``state``: where a killed run left its work (``resume.BakeState``); finished work is not redone.
     """
     if len(questions) < settings.n_train + settings.n_val:
         raise ValueError(f"need {settings.n_train + settings.n_val} x0 questions, got {len(questions)}")
     train_q, val_q = _split_questions(questions, settings)
     baker = Baker(model, tokenizer, prompt, settings)
     baker.anchors = list(anchors)
-    return baker.run(train_q, val_q, **hooks)
+    return _run_or_restore(baker, train_q, val_q, state, hooks)
+
+
+def _run_or_restore(
+    baker: Baker, train_q, val_q, state: BakeState | None, hooks: dict, **run_args
+) -> BakeResult:
+    """Run one unit of baking; with ``state``, a finished unit is restored and a killed one resumed."""
+    done = state.result() if state else None
+    if done:
+        return baker.restore(done, state, hooks.get("advance"))
+    result = baker.run(train_q, val_q, state=state, **run_args, **hooks)
+    if state:
+        state.save_result(result.saved())
+    return result
 
 
 def half_bake(
@@ -677,18 +786,35 @@ def half_bake(
 
 
 def pursue(
-    model, tokenizer, prompt: str, questions: list[Question], settings: BakeSettings, rounds: int = 2, **hooks
+    model,
+    tokenizer,
+    prompt: str,
+    questions: list[Question],
+    settings: BakeSettings,
+    rounds: int = 2,
+    *,
+    state: BakeState | None = None,
+    **hooks,
 ) -> list[BakeResult]:
-    """Round 1 bakes; each later round's teacher is the current baked model prompted with u."""
-    results = [bake(model, tokenizer, prompt, questions, settings, **hooks)]
+    """Round 1 bakes; each later round's teacher is the current baked model prompted with u.
+
+    With ``state``, round r keeps its work in ``state/round_r``."""
+    unit = (lambda r: state.unit(f"round_{r}")) if state else (lambda r: None)
+    results = [bake(model, tokenizer, prompt, questions, settings, state=unit(1), **hooks)]
     baked = results[0].model
     for r in range(1, rounds):
         round_settings = settings.model_copy(update={"seed": settings.seed + r})
         baker = Baker(baked, tokenizer, prompt, round_settings)
         train_q, val_q = _split_questions(questions, settings)
         results.append(
-            baker.run(
-                train_q, val_q, teacher_uses_adapter=True, step_offset=sum(x.steps for x in results), **hooks
+            _run_or_restore(
+                baker,
+                train_q,
+                val_q,
+                unit(r + 1),
+                hooks,
+                teacher_uses_adapter=True,
+                step_offset=sum(x.steps for x in results),
             )
         )
     return results
@@ -707,6 +833,7 @@ def bake_sequence(
     settings: list[BakeSettings],
     *,
     keep_earlier: bool = True,
+    state: BakeState | None = None,
     **hooks,
 ) -> tuple[Any, list[BakeResult]]:
     """Bake each prompt on top of the previous ones (merged after each); returns (merged model, layers).
@@ -719,8 +846,18 @@ def bake_sequence(
     current = model
     layers: list[BakeResult] = []
     anchors: list = []
-    for prompt, qs, s in zip(prompts, questions, settings, strict=True):
-        result = bake(current, tokenizer, prompt, qs, s, anchors=anchors if keep_earlier else (), **hooks)
+    for i, (prompt, qs, s) in enumerate(zip(prompts, questions, settings, strict=True), 1):
+        result = bake(
+            current,
+            tokenizer,
+            prompt,
+            qs,
+            s,
+            anchors=anchors if keep_earlier else (),
+            state=state.unit(f"layer_{i}") if state else None,
+            step_offset=sum(x.steps for x in layers),
+            **hooks,
+        )
         layers.append(result)
         current = merged_copy(result.model)
         # later layers keep this one: its x0, unprompted, as the merged model now answers them

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from pydantic import Field, field_validator
 from rich.table import Table
 
@@ -31,8 +33,9 @@ from selfbake.baking.bake import (
     pursue,
     with_adapter,
 )
+from selfbake.baking.resume import BakeState
 from selfbake.baking.trajectories import load_questions
-from selfbake.config import comma_list
+from selfbake.config import changed_settings, comma_list
 from selfbake.errors import UserError
 from selfbake.models import load
 from selfbake.tracking import progress_bar
@@ -89,7 +92,9 @@ class BakeConfig(BakeSettings):
     dtype: str = Field("float32", description="float32 (CPU training), bfloat16 or float16")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     out: str | None = Field(None, description="run directory (default runs/bake-<time>)")
-    overwrite: bool = Field(False, description="replace a finished run in --out")
+    overwrite: bool = Field(
+        False, description="replace the run in --out (without it, an unfinished bake there is resumed)"
+    )
     report_to: str = Field("none", description="experiment tracker: none, wandb, tensorboard, trackio")
 
 
@@ -266,6 +271,31 @@ def write_card(out: Path, config: BakeConfig, layers: list[dict[str, Any]], base
     return path
 
 
+# settings that do not change what is baked: a killed run may be resumed with other values
+RESUME_IGNORES = (
+    "out", "overwrite", "device", "report_to", "list_presets",
+    "measure_n", "measure_temperature", "drift", "forgetting", "batch_size",
+)  # fmt: skip
+
+
+def _check_resume(config: BakeConfig, out: Path) -> bool:
+    """True when ``out`` holds an unfinished bake to resume; with other bake settings that is an error."""
+    if config.overwrite:  # start clean: no old state, no old run's metrics lines
+        shutil.rmtree(out / "state", ignore_errors=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        return False
+    saved = out / "config.yaml"
+    if (out / "summary.json").exists() or not saved.exists() or not (out / "state").exists():
+        return False
+    changed = changed_settings(config, saved, RESUME_IGNORES)
+    if changed:
+        raise UserError(
+            f"{out} holds an unfinished bake with other settings ({', '.join(changed)}); run it again with "
+            "the same settings to resume it, or pass --overwrite or another --out"
+        )
+    return True
+
+
 def run_bake(config: BakeConfig) -> dict[str, Any]:
     console = make_console()
     if config.list_presets:
@@ -297,7 +327,11 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
             )
     if sources and config.pursue:
         raise UserError("--pursue applies to a single prompt, not to --sequence")
+    resuming = bool(config.out) and _check_resume(config, Path(config.out))
     run = open_run("bake", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
+    state = BakeState(run.path / "state", run.path / "metrics.jsonl")
+    if resuming:
+        console.print(f"resuming the unfinished bake in {run.path} (finished work is kept)")
     started = time.perf_counter()
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     model = with_adapter(model, plans[0].settings(config))  # a bad --target-modules fails before sampling
@@ -334,6 +368,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                     questions,
                     settings,
                     rounds=rounds,
+                    state=state,
                     log=run.log,
                     advance=advance,
                     checkpoint=save_checkpoint,
@@ -346,6 +381,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                         plan.text,
                         questions,
                         settings,
+                        state=state.unit("bake"),
                         log=run.log,
                         advance=advance,
                         checkpoint=save_checkpoint,
@@ -372,6 +408,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
                 qs,
                 [p.settings(config) for p in plans],
                 keep_earlier=config.keep_earlier,
+                state=state,
                 log=run.log,
                 advance=advance,
                 checkpoint=save_checkpoint,
@@ -495,6 +532,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
     write_card(out, config, layers, config.model)
     summary["total_seconds"] = round(time.perf_counter() - started, 2)
     run.finish(summary)
+    shutil.rmtree(state.root, ignore_errors=True)  # only a killed run needs it
     console.print(f"run directory: {out}")
     return summary
 
@@ -526,6 +564,4 @@ def load_baked(path: str | Path, *, merged: bool = False, dtype: str = "float32"
 
 
 def _base_spec(path: Path) -> str:
-    import yaml
-
     return yaml.safe_load((path / "config.yaml").read_text())["model"]

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
+from selfbake.config import changed_settings
 from selfbake.errors import UserError
 from selfbake.iteration.loop import IterateConfig, Problems, evaluate, sample_stage, train_stage
 from selfbake.tasks.stats import paired_summary
@@ -28,9 +28,7 @@ def _check_config(config: IterateConfig, out: Path) -> None:
     saved = out / "config.yaml"
     if not saved.exists():
         return
-    before = yaml.safe_load(saved.read_text()) or {}
-    now = config.model_dump(mode="json")
-    changed = [k for k in now if k not in RESUME_IGNORES and before.get(k) != now[k]]
+    changed = changed_settings(config, saved, RESUME_IGNORES)
     if changed:
         raise UserError(
             f"{out} holds a run with other settings ({', '.join(changed)}); resume with the same settings, "
