@@ -18,6 +18,7 @@ from selfbake.baking import (
     half_bake,
     load_baked,
     load_questions,
+    strength,
 )
 from selfbake.baking import loss as L
 from selfbake.baking.bake import TargetForm, _layout, with_adapter
@@ -230,6 +231,22 @@ def test_bake_lowers_kl_changes_the_adapter_and_leaves_the_teacher_alone():
     for key in ("strength", "kl_unbaked", "kl_baked", "seconds", "trajectory_tokens", "tokens_per_s"):
         assert summary[key] is not None
     assert 0.0 <= summary["nll_alignment"]["r2"] <= 1.0
+
+
+def test_strength_helper_measures_a_finished_bake_as_the_bake_did():
+    model, tok = fresh("bundled")
+    questions = load_questions("task:arithmetic:2,3", 24, seed=0)
+    settings = small_settings(n_train=16, n_val=8, lr=3e-3, max_new_tokens=48)
+    result = bake(model, tok, "Think step by step.", questions, settings)
+    measured = strength(result.model, tok, "Think step by step.", result.val, settings)
+    assert measured["n"] == result.nll["n"] == 8
+    assert measured["strength"] == pytest.approx(result.strength, abs=1e-4)
+    assert measured["kl_unbaked"] == pytest.approx(result.kl_unbaked, rel=1e-4)
+    assert measured["nll_alignment"]["r2"] == pytest.approx(result.nll["r2"], abs=1e-3)
+    fresh_draw = strength(result.model, tok, "Think step by step.", questions[16:], settings)  # sampled here
+    assert fresh_draw["n"] == 8 and 0.0 < fresh_draw["strength"] <= 1.0
+    with pytest.raises(ValueError, match="PeftModel"):
+        strength(fresh("bundled")[0], tok, "Think step by step.", result.val, settings)
 
 
 def test_prefix_reuse_gives_the_same_greedy_samples():

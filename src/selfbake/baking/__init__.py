@@ -12,7 +12,7 @@ from selfbake.baking.bake import (
     with_adapter,
 )
 from selfbake.baking.command import BakeConfig, load_baked, run_bake
-from selfbake.baking.measure import behaviour, drift, forgetting
+from selfbake.baking.measure import behaviour, drift, forgetting, strength
 from selfbake.baking.presets import PRESETS, Preset
 from selfbake.baking.trajectories import Question, Trajectory, encode, encode_pair, load_questions, sample
 
@@ -39,5 +39,6 @@ __all__ = [
     "pursue",
     "run_bake",
     "sample",
+    "strength",
     "with_adapter",
 ]

@@ -363,20 +363,24 @@ class Baker:
         return total / max(count, 1)
 
     @torch.no_grad()
-    def nll_alignment(self, student: list[Encoded], targets: list[L.Targets]) -> dict[str, Any]:
-        """Per-trajectory mean NLL of the sampled tokens: baked-unprompted vs the teacher; Pearson r^2."""
+    def held_out(self, student: list[Encoded], targets: list[L.Targets]) -> tuple[float, dict[str, Any]]:
+        """Held-out KL per token and NLL alignment from one pass: the per-trajectory mean NLL of the sampled
+        tokens, baked-unprompted vs the teacher, and their Pearson r^2."""
         self.model.eval()
+        total, count = 0.0, 0
         baked: list[float] = []
         bs = self.settings.train_batch_size
         for start in range(0, len(student), bs):
             encs = student[start : start + bs]
             b = _layout(encs, self.pad, self.share_prefix)
             hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
+            total += float(L.kl_sum(self.model, hidden, L.concat(targets[start : start + bs]), self.chunk))
+            count += int(b.rows.numel())
             lp = L.student_token_logprobs(self.model, hidden, b.tokens, self.chunk)
             for part in lp.split([sum(e.trained) for e in encs]):
                 baked.append(-float(part.mean()))
         teacher = [-float(t.token_logprobs.mean()) for t in targets]
-        return {
+        return total / max(count, 1), {
             "r2": round(pearson(baked, teacher) ** 2, 4),
             "n": len(baked),
             "baked_mean_nll": round(sum(baked) / len(baked), 4),
@@ -677,9 +681,9 @@ class Baker:
             else:  # the target was never reached: keep the strongest checkpoint
                 chosen = max((best, previous), key=lambda c: c[2])
         self.load_state(chosen[1])
-        kl_final = self.val_kl(student_val, targets_val)
+        kl_final, nll = self.held_out(student_val, targets_val)
         train_seconds = time.perf_counter() - train_started
-        result = BakeResult(
+        return BakeResult(
             model=self.model,
             prompt=self.prompt,
             strength=1.0 - kl_final / kl_start if kl_start > 0 else 1.0,
@@ -696,9 +700,8 @@ class Baker:
             train=train_t,
             kl_mode=form.describe(),
             adapter_state=chosen[1],
+            nll=nll,
         )
-        result.nll = self.nll_alignment(student_val, targets_val)
-        return result
 
 
 def _batches(

@@ -8,7 +8,8 @@ Wilson intervals and exact McNemar tests on the same items. ``drift`` puts
 unrelated turns before the question (the paper's "prompt decay" concern);
 ``forgetting`` re-scores other task families, each under its own prompt,
 before and after. Strength and NLL alignment come from the bake itself
-(``BakeResult``), on held-out trajectories.
+(``BakeResult``), on held-out trajectories; ``strength`` measures them again
+for any baked adapter on trajectories you give it (or sample).
 """
 
 from __future__ import annotations
@@ -18,13 +19,51 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
+from peft import PeftModel
+
 from selfbake import tasks
+from selfbake.baking.bake import Baker, BakeSettings, target_form
+from selfbake.baking.trajectories import Question
 from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import render_chat
 from selfbake.scoring import score
 from selfbake.tasks import language
 from selfbake.tasks.stats import paired_summary as paired
 from selfbake.tasks.stats import rate_summary as rate
+
+
+def strength(
+    model, tokenizer, prompt: str, held_out: list, settings: BakeSettings | None = None
+) -> dict[str, Any]:
+    """Strength 1 - KL(teacher||baked) / KL(teacher||unbaked) and NLL alignment of a baked adapter.
+
+    ``model`` is the baked PeftModel: adapter off it is the base, which shown ``prompt``
+    as its system turn is the teacher and shown nothing is the unbaked student.
+    ``held_out``: trajectories sampled from the prompted base (``Trajectory``), or x0
+    ``Question``s to sample them from (at ``settings.temperature``).
+    """
+    if not isinstance(model, PeftModel):
+        raise ValueError("strength needs the baked PeftModel (with the adapter off it is the base model)")
+    settings = settings or BakeSettings()
+    baker = Baker(model, tokenizer, prompt, settings)
+    if held_out and isinstance(held_out[0], Question):
+        held_out = baker.sample(held_out, teacher_uses_adapter=False)
+    kept, teacher, student = baker.encode_kept(held_out)
+    if not student:
+        raise ValueError("no held-out trajectory has a token to measure")
+    form = target_form(settings, model, sum(sum(e.trained) for e in student))
+    targets = baker.targets(teacher, form, teacher_uses_adapter=False, sampled=kept)
+    kl_baked, nll = baker.held_out(student, targets)
+    with model.disable_adapter():
+        kl_unbaked = baker.val_kl(student, targets)
+    return {
+        "strength": 1.0 - kl_baked / kl_unbaked if kl_unbaked > 0 else 1.0,
+        "kl_baked": kl_baked,
+        "kl_unbaked": kl_unbaked,
+        "n": len(student),
+        "nll_alignment": nll,
+    }
+
 
 CONDITIONS = ("base_unprompted", "base_prompted", "baked_unprompted", "baked_reprompted")
 
