@@ -60,6 +60,24 @@ def test_tag_loop_runs_the_tool_and_feeds_back_the_result(llama):
     assert "[calculator -> 408]" in result.transcript
 
 
+def test_progress_counts_each_answer_once_across_tool_rounds(llama):
+    _, tok = llama
+
+    def script(prompt: str) -> str:  # the first conversation answers at once, the others call the tool first
+        if "12*34?" in prompt or "<|im_start|>tool\n408" in prompt:
+            return "The answer is 408."
+        return "Let me compute. <call>calculator: 12*34</call>"
+
+    backend = ScriptedBackend(tok, script)
+    convs = [[{"role": "user", "content": q}] for q in ("12*34?", "what is 12 times 34?", "12 x 34")]
+    done: list[int] = []
+    results = run_tool_loop(
+        backend, convs, get_tools(["calculator"]), SamplingParams(n=2), on_done=done.append
+    )
+    assert done == [2, 4]  # round 1: the direct answers (2 samples); round 2: the four after a tool call
+    assert len(backend.prompts) == 10 and all(r.text == "The answer is 408." for r in results)
+
+
 @pytest.mark.parametrize(
     "call, expected",
     [

@@ -168,7 +168,10 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     run = open_run("eval", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     results, records = [], []
-    total = sum(len(items) for _, _, items, _ in plans)
+    # progress in answers: k per item for generated answers, one per item for log-likelihood choices
+    total = sum(
+        len(items) * (1 if task.scoring == "loglikelihood" else config.k) for task, _, items, _ in plans
+    )
     with progress_bar(total, "evaluating") as advance:
         for step, (task, _entry, items, tools) in enumerate(plans):
             result = score(
@@ -185,8 +188,8 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
                 seed=config.seed,
                 tool_format=config.tool_format,
                 max_tool_calls=config.max_tool_calls,
+                on_batch=advance,
             )
-            advance(len(items))
             results.append(result)
             records.extend(result.records)
             run.log(step, task=task.name, accuracy=result.accuracy, n=result.n, **result.metrics)

@@ -72,7 +72,10 @@ def score(
         chat = True  # a system prompt only exists inside a chat template
     if task.scoring == "loglikelihood":
         return _score_choices(model, tokenizer, task, items, system, chat, batch_size, on_batch)
-    backend = TransformersBackend(model, tokenizer, batch_size=batch_size, on_batch=on_batch)
+    # progress in answers: per generation batch, or with tools per answer finished (a batch has rounds)
+    backend = TransformersBackend(
+        model, tokenizer, batch_size=batch_size, on_batch=None if tools else on_batch
+    )
     greedy = k == 1
     params = SamplingParams(
         max_new_tokens=max_new_tokens or task.max_new_tokens,
@@ -92,7 +95,13 @@ def score(
             for item in items
         ]
         results = run_tool_loop(
-            backend, conversations, bound, params, call_format=tool_format, max_calls=max_tool_calls
+            backend,
+            conversations,
+            bound,
+            params,
+            call_format=tool_format,
+            max_calls=max_tool_calls,
+            on_done=on_batch,
         )
         outputs = [[r.text for r in results[i * k : (i + 1) * k]] for i in range(len(items))]
         calls = [[c for r in results[i * k : (i + 1) * k] for c in r.calls] for i in range(len(items))]

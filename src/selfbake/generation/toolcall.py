@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -159,8 +160,11 @@ def run_tool_loop(
     *,
     call_format: str = "auto",
     max_calls: int = 4,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[ToolLoopResult]:
-    """Answer each conversation ``params.n`` times, running tools the model calls."""
+    """Answer each conversation ``params.n`` times, running tools the model calls.
+
+    ``on_done(n)`` is told after each round how many answers finished in it (for progress bars)."""
     fmt = pick_format(backend.tokenizer, call_format)
     by_name = {t.name: t for t in tools}
     prompts = [list(conv) for conv in conversations for _ in range(params.n)]
@@ -197,6 +201,8 @@ def run_tool_loop(
             state.calls.append({"name": call.name, "argument": call.argument, "result": result})
             state.messages.append(fmt.tool_message(call, result))
             still_active.append(i)
+        if on_done and len(active) > len(still_active):
+            on_done(len(active) - len(still_active))
         active = still_active
         round_ += 1
     return states
