@@ -548,18 +548,8 @@ class Baker:
         saved = state.training() if state else None
         if saved:  # a killed run: go on from its last validation, exactly
             state.rewind_metrics(saved["metrics_mark"])
-            kl_start, history, stale, step = (
-                saved["kl_start"],
-                saved["history"],
-                saved["stale"],
-                saved["step"],
-            )
-            epoch, position, batches, order = (
-                saved["epoch"],
-                saved["position"],
-                saved["batches"],
-                saved["order"],
-            )
+            kl_start, history, stale, step = (saved[k] for k in ("kl_start", "history", "stale", "step"))
+            epoch, position, batches, order = (saved[k] for k in ("epoch", "position", "batches", "order"))
             best, previous = saved["best"], saved["previous"]
             retain_order, retain_cursor = saved["retain_order"], saved["retain_cursor"]
             rng.setstate(saved["rng"])
