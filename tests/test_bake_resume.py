@@ -105,8 +105,9 @@ def test_cli_sequence_killed_in_its_second_layer_resumes_without_redoing_the_fir
         return real_run(self, *a, **k)
 
     monkeypatch.setattr(Baker, "run", killed_in_layer_2)
-    code, _, err = _cli(capsys, out, *args)
+    code, text, err = _cli(capsys, out, *args)
     assert code == 1 and "Killed" in err
+    assert f"run again with --out {out}" in text.replace("\n", "")  # where to resume, said up front
     assert (out / "state" / "layer_1" / "result.pt").exists() and not (out / "summary.json").exists()
 
     code, _, err = _cli(capsys, out, *args, "--lr", "0.01")

@@ -331,7 +331,9 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
     run = open_run("bake", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     state = BakeState(run.path / "state", run.path / "metrics.jsonl")
     if resuming:
-        console.print(f"resuming the unfinished bake in {run.path} (finished work is kept)")
+        console.print(f"resuming the unfinished bake in {run.path} (finished work is kept)", markup=False)
+    else:
+        console.print(f"run directory: {run.path} (if killed, run again with --out {run.path})", markup=False)
     started = time.perf_counter()
     model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     model = with_adapter(model, plans[0].settings(config))  # a bad --target-modules fails before sampling
