@@ -470,13 +470,11 @@ class Baker:
         val_q: list[Question],
         *,
         teacher_uses_adapter: bool = False,
-        log: Callable[..., None] | None = None,
-        advance: Callable[[int], None] | None = None,
-        checkpoint: Callable[..., None] | None = None,
-        step_offset: int = 0,
         state: BakeState | None = None,
+        **hooks,
     ) -> BakeResult:
-        """Sample, then ``fit``. With ``state``, finished sampling and training are taken from it."""
+        """Sample, then ``fit`` (``hooks``: its log/advance/checkpoint/step_offset). With ``state``,
+        finished sampling and training are taken from it."""
         started = time.perf_counter()
         sampled = state.sampled() if state else None
         if sampled:
@@ -488,15 +486,7 @@ class Baker:
             if state:
                 state.save_sampled(train_t, val_t, time.perf_counter() - started)
         return self.fit(
-            train_t,
-            val_t,
-            teacher_uses_adapter=teacher_uses_adapter,
-            log=log,
-            advance=advance,
-            checkpoint=checkpoint,
-            step_offset=step_offset,
-            started=started,
-            state=state,
+            train_t, val_t, teacher_uses_adapter=teacher_uses_adapter, started=started, state=state, **hooks
         )
 
     def fit(
@@ -560,9 +550,9 @@ class Baker:
             if advance:
                 advance(step)
         else:
-            sampled = state.sampled() if state else None
+            sampled = state.sampled_info() if state else None
             if sampled:  # a killed run that had not validated yet: drop what it logged
-                state.rewind_metrics(sampled[2]["metrics_mark"])
+                state.rewind_metrics(sampled["metrics_mark"])
             kl_start = self.val_kl(student_val, targets_val)
             history = [{"step": step_offset, "val_kl": kl_start, "strength": 0.0}]
             if log:

@@ -62,17 +62,22 @@ class BakeState:
         done = {"seconds": seconds, "metrics_mark": self._mark()}
         atomic_write_text(self.root / "sampled.json", json.dumps(done) + "\n")  # last: marks both complete
 
-    def sampled(self) -> tuple[list[Trajectory], list[Trajectory], dict[str, Any]] | None:
-        """(train, val, {"seconds", "metrics_mark"}) when sampling finished, else None."""
+    def sampled_info(self) -> dict[str, Any] | None:
+        """{"seconds", "metrics_mark"} of a finished sampling stage, else None (trajectories not read)."""
         done = self.root / "sampled.json"
-        if not done.exists():
+        return json.loads(done.read_text()) if done.exists() else None
+
+    def sampled(self) -> tuple[list[Trajectory], list[Trajectory], dict[str, Any]] | None:
+        """(train, val, ``sampled_info``) when sampling finished, else None."""
+        info = self.sampled_info()
+        if info is None:
             return None
 
         def read(split: str) -> list[Trajectory]:
             lines = (self.root / f"{split}.jsonl").read_text().splitlines()
             return [Trajectory.from_record(json.loads(line)) for line in lines if line]
 
-        return read("train"), read("val"), json.loads(done.read_text())
+        return read("train"), read("val"), info
 
     # training loop state and finished results
     def save_training(self, payload: dict[str, Any]) -> None:
