@@ -208,7 +208,7 @@ def test_sliding_window_models_keep_transformers_cache(qwen2):
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("masked", [True, False])
 def test_shared_prefix_attention_equals_attention_over_the_whole_sequence(q_len, groups, masked):
-    """Prefix part + suffix part combined by log-sum-exp == SDPA over [prefix ; suffix] per row."""
+    """Prefix scores + suffix scores under one softmax == SDPA over [prefix ; suffix] per row."""
     import torch.nn.functional as F
 
     from selfbake.generation.shared_prefix import shared_prefix_attention
@@ -287,3 +287,56 @@ def test_shared_prefix_sampling_through_a_peft_wrapper_matches_the_replicated_ca
         b = TransformersBackend(wrapped, tok, batch_size=4, prefix_attention=False).generate(prompts, params)
     assert [s.token_ids for s in a] == [s.token_ids for s in b]
     assert wrapped.config._attn_implementation == "sdpa"
+
+
+DECODE_PARAMS = [
+    SamplingParams(max_new_tokens=64, temperature=1.0, seed=11, return_logits=True),
+    SamplingParams(max_new_tokens=64, temperature=0.0, logprobs=True),
+    SamplingParams(
+        max_new_tokens=40, temperature=0.8, top_k=12, top_p=0.9, repetition_penalty=1.2, seed=2, stop=[": 1"]
+    ),
+]
+
+
+@pytest.mark.parametrize("params", DECODE_PARAMS, ids=["sampled", "greedy", "processed-stop-length"])
+@pytest.mark.parametrize(
+    "system", ["You are a careful assistant. Think step by step. " * 2, None], ids=["shared-prefix", "none"]
+)
+def test_decode_drops_finished_rows_and_samples_what_generate_samples(params, system):
+    """The shrinking batch gives generate's tokens, finish reasons, stops, logits and log-probs."""
+    from selfbake import tasks
+    from selfbake.models import load
+
+    model, tok = load("bundled", device="cpu", dtype="float32")
+    task = tasks.get("arithmetic")
+    items = [
+        item for level in (1, 2, 3, 4) for item in tasks.splits(task, 3, 0, 0, seed=0, difficulty=level).train
+    ]
+    prompts = [render_chat(tok, task.prompt(item), system) for item in items]
+    rows_per_step = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _a, kw: rows_per_step.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        fast = TransformersBackend(model, tok, batch_size=12)
+        a = fast.generate(prompts, params)
+        shrinking = [rows for rows, width in rows_per_step if width == 1]  # decoding steps
+        b = TransformersBackend(model, tok, batch_size=12, drop_finished=False).generate(prompts, params)
+    finally:
+        hook.remove()
+    assert fast.drop_finished and fast.in_place_cache
+    assert len({len(s.token_ids) for s in a}) > 1  # rows really ended at different steps
+    assert shrinking[0] == 12 and shrinking[-1] < 12  # and the batch shrank as they did
+    for x, y in zip(a, b, strict=True):
+        assert (x.token_ids, x.text, x.finish_reason, x.stop) == (
+            y.token_ids,
+            y.text,
+            y.finish_reason,
+            y.stop,
+        )
+        if params.return_logits:
+            assert x.logits.shape == y.logits.shape and torch.allclose(x.logits, y.logits, atol=1e-4)
+        if params.logprobs:
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+    if params.stop:
+        assert {s.finish_reason for s in a} >= {"stop", "eos"}

@@ -17,6 +17,9 @@ the sampling time once a long prefix is replicated over a batch. With SDPA
 models the shared prefix is not replicated at all: it is kept once and
 attended to by all rows together (``shared_prefix``, Hydragen-style).
 
+With those caches the batch also shrinks as rows finish (``decode``: generate's
+sampling loop, the same tokens for a seed, without computing rows that ended).
+
 Log-probs are computed by one teacher-forced pass over the finished sequences
 (``sequence_logprobs``): exact under the raw distribution and without keeping
 [steps, vocab] tensors. Raw logits come from ``output_logits`` (unprocessed, unlike
@@ -33,6 +36,7 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from selfbake.generation.backend import Backend
+from selfbake.generation.decode import decode
 from selfbake.generation.kvcache import common_prefix_len, growing_cache, supports_growing_cache
 from selfbake.generation.params import Sample, SamplingParams
 from selfbake.generation.shared_prefix import SharedPrefixCache, can_share_prefix, use_shared_prefix_attention
@@ -62,6 +66,11 @@ class StopOnStrings(StoppingCriteria):
                 self.fired_at[row] = steps
                 done[row] = True
         return done.to(input_ids.device)
+
+    def hit(self, generated: list[int]) -> bool:
+        """Whether one row's generated tokens contain a stop string (for ``decode``)."""
+        tail = self.tokenizer.decode(generated[-self.window :], skip_special_tokens=False)
+        return any(s in tail for s in self.stops)
 
 
 @torch.no_grad()
@@ -100,6 +109,7 @@ class TransformersBackend(Backend):
         on_batch: Callable[[int], None] | None = None,
         in_place_cache: bool = True,
         prefix_attention: bool = True,
+        drop_finished: bool = True,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -110,6 +120,7 @@ class TransformersBackend(Backend):
         self.on_batch = on_batch
         self.in_place_cache = in_place_cache and use_cache and supports_growing_cache(model)
         self.prefix_attention = prefix_attention and self.in_place_cache and can_share_prefix(model)
+        self.drop_finished = drop_finished
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         eos = model.generation_config.eos_token_id
@@ -206,22 +217,44 @@ class TransformersBackend(Backend):
             stopper = StopOnStrings(self.tokenizer, params.stop, prompt_len, len(texts), self.device)
             criteria.append(stopper)
         shared = isinstance(enc.get("past_key_values"), SharedPrefixCache)
+        ending_ids = self.eos_ids | set(params.stop_token_ids)
         with use_shared_prefix_attention(self.model) if shared else nullcontext():
-            out = self.model.generate(
-                **enc,
-                generation_config=self.generation_config(params),
-                stopping_criteria=criteria,
-            )
-        new = out.sequences[:, prompt_len:]
+            if self.drop_finished and self.in_place_cache:
+                decoded = decode(
+                    self.model,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    enc["past_key_values"],
+                    params,
+                    end_ids=ending_ids,
+                    stop_hit=stopper.hit if stopper is not None else None,
+                )
+                generated = [d.ids for d in decoded]
+                logits = [d.logits for d in decoded] if params.return_logits else None
+                if stopper is not None:
+                    stopper.fired_at = torch.tensor([d.stopped_at for d in decoded])
+                width = max(len(ids) for ids in generated)
+                pad = self.tokenizer.pad_token_id
+                new = torch.tensor(
+                    [ids + [pad] * (width - len(ids)) for ids in generated], device=self.device
+                )
+                sequences = torch.cat([enc["input_ids"], new], dim=1)
+            else:
+                out = self.model.generate(
+                    **enc,
+                    generation_config=self.generation_config(params),
+                    stopping_criteria=criteria,
+                )
+                sequences = out.sequences
+                new = sequences[:, prompt_len:]
+                generated = new.cpu().tolist()
+                logits = torch.stack(out.logits, dim=1).float().cpu() if params.return_logits else None
         logprobs = None
         if params.logprobs and new.shape[1] > 0:
             mask = torch.cat([enc["attention_mask"], torch.ones_like(new)], dim=1)
-            logprobs = sequence_logprobs(self.model, out.sequences, mask, new.shape[1]).cpu()
-        logits = torch.stack(out.logits, dim=1).float().cpu() if params.return_logits else None
-        ending_ids = self.eos_ids | set(params.stop_token_ids)
-        new_cpu = new.cpu().tolist()
+            logprobs = sequence_logprobs(self.model, sequences, mask, new.shape[1]).cpu()
         samples = []
-        for row, ids in enumerate(new_cpu):
+        for row, ids in enumerate(generated):
             length, reason = len(ids), "length"
             for pos, tok in enumerate(ids):
                 if tok in ending_ids:
@@ -250,7 +283,7 @@ class TransformersBackend(Backend):
                     stop=matched,
                     prompt_tokens=int(enc["attention_mask"][row].sum()),
                     logprobs=logprobs[row, :length].tolist() if logprobs is not None else None,
-                    logits=logits[row, :length] if logits is not None else None,
+                    logits=logits[row][:length] if logits is not None else None,
                 )
             )
         return samples

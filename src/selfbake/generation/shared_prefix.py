@@ -8,7 +8,7 @@ model (64 rows, 217-char prompt, 2-core CPU) attention was 40 % of sampling,
 bound by that memory traffic. Here the prefix is kept once ([1, kv heads,
 P, D]); attention is split into the prefix part (all rows' queries against
 the one prefix: a single matmul) and the per-row suffix part, and the two are
-combined exactly through their log-sum-exps.
+normalised together by one softmax over the concatenated scores.
 
 ``SharedPrefixCache`` holds the prefix once and the suffix in place (a
 ``GrowingLayer`` buffer); its key views carry the prefix to
@@ -87,7 +87,7 @@ class SharedPrefixCache(DynamicCache):
 def shared_prefix_attention(
     module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs
 ):
-    """Exact softmax attention over [shared prefix ; row suffix] from two parts and their log-sum-exps."""
+    """Exact softmax attention over [shared prefix ; row suffix], the prefix's keys read once for all rows."""
     prefix = getattr(key, "selfbake_prefix", None)
     # no prefix; attention variants the split does not do; or a prompt's first pass, where SDPA's fused
     # kernel over one materialised copy is faster: plain SDPA over [prefix ; suffix]
@@ -101,31 +101,31 @@ def shared_prefix_attention(
         )
     prefix_keys, prefix_values = prefix
     batch, heads, _, dim = query.shape
-    kv_heads = prefix_keys.shape[1]
+    kv_heads, p_len = prefix_keys.shape[1], prefix_keys.shape[-2]
     groups = heads // kv_heads
     scale = dim**-0.5 if scaling is None else scaling
-    # decoding, one query per row. Prefix: all rows' queries (and a kv head's query heads) against the
-    # single copy, one [kv heads, B * groups, P] matmul, no repeated keys
-    flat = query.view(batch, kv_heads, groups, dim).permute(1, 0, 2, 3).reshape(kv_heads, batch * groups, dim)
-    p_scores = torch.matmul(flat, prefix_keys[0].transpose(-1, -2)) * scale
-    p_lse = torch.logsumexp(p_scores, dim=-1, keepdim=True)
-    p_out = torch.matmul(torch.exp(p_scores - p_lse), prefix_values[0])
 
     def per_row(x):  # [kv heads, B * groups, d] -> [B, heads, 1, d]
         return x.view(kv_heads, batch, groups, -1).permute(1, 0, 2, 3).reshape(batch, heads, 1, -1)
 
-    p_out, p_lse = per_row(p_out), per_row(p_lse)
-    # suffix: each row's own tokens, under the mask's columns after the prefix (padding only)
+    def per_kv_head(x):  # [B, heads, 1, d] -> [kv heads, B * groups, d]
+        return (
+            x.reshape(batch, kv_heads, groups, -1).permute(1, 0, 2, 3).reshape(kv_heads, batch * groups, -1)
+        )
+
+    # decoding, one query per row. Prefix scores: all rows' queries (and a kv head's query heads) against
+    # the single copy, one [kv heads, B * groups, P] matmul, no repeated keys; suffix scores: each row's
+    # own tokens, masked where the mask's columns after the prefix say so (padding only). One softmax
+    # over both, then each part's weights against its values.
+    p_scores = per_row(torch.matmul(per_kv_head(query), prefix_keys[0].transpose(-1, -2)))
     k, v = repeat_kv(key, groups), repeat_kv(value, groups)
-    s_scores = torch.matmul(query, k.transpose(-1, -2)) * scale
+    s_scores = torch.matmul(query, k.transpose(-1, -2))
     if attention_mask is not None:
-        p_len = prefix_keys.shape[-2]
         mask = attention_mask[..., -1:, p_len : p_len + k.shape[-2]]
         s_scores = s_scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s_scores + mask
-    s_lse = torch.logsumexp(s_scores, dim=-1, keepdim=True)
-    s_weights = torch.exp(s_scores - s_lse).nan_to_num(0.0)  # a row whose suffix is all masked: weight 0
-    lse = torch.logaddexp(p_lse, s_lse)
-    out = torch.exp(p_lse - lse) * p_out + torch.exp(s_lse - lse).nan_to_num(0.0) * torch.matmul(s_weights, v)
+    weights = torch.softmax(torch.cat([p_scores, s_scores], dim=-1).mul_(scale), dim=-1)
+    out = per_row(torch.matmul(per_kv_head(weights[..., :p_len]), prefix_values[0]))
+    out = out + torch.matmul(weights[..., p_len:], v)
     return out.transpose(1, 2).contiguous(), None
 
 
