@@ -8,7 +8,10 @@ transformers' ``DynamicCache``, which copies the whole cache every step. A
 second table puts one long system prompt before every question (a bake's
 sampling): the prefix attended once per batch (``generation.shared_prefix``,
 the default) vs replicated per row. It also checks that all configurations
-give identical greedy outputs.
+give identical greedy outputs. A third table samples variable-length answers
+(the bundled model, eos on, a bake's teacher sampling) with the batch shrinking
+as rows finish (``generation.decode``, the default) vs transformers' ``generate``
+running every row to the longest, and checks that both sample the same tokens.
 
     python benchmarks/generation.py            # CPU defaults, ~2-3 minutes on 2 cores
     python benchmarks/generation.py --device cuda --prompts 256
@@ -27,7 +30,18 @@ from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import load, render_chat
 
 
-def measure(model, tokenizer, prompts, batch_size, use_cache, new_tokens, in_place=True, shared=True):
+def measure(
+    model,
+    tokenizer,
+    prompts,
+    batch_size,
+    use_cache,
+    new_tokens,
+    in_place=True,
+    shared=True,
+    drop_finished=True,
+    params: SamplingParams | None = None,
+):
     backend = TransformersBackend(
         model,
         tokenizer,
@@ -35,9 +49,11 @@ def measure(model, tokenizer, prompts, batch_size, use_cache, new_tokens, in_pla
         use_cache=use_cache,
         in_place_cache=in_place,
         prefix_attention=shared,
+        drop_finished=drop_finished,
     )
-    backend.eos_ids = set()  # fixed-length decoding so every configuration does the same work
-    params = SamplingParams(max_new_tokens=new_tokens, temperature=0)
+    if params is None:  # fixed-length greedy decoding so every configuration does the same work
+        backend.eos_ids = set()
+        params = SamplingParams(max_new_tokens=new_tokens, temperature=0)
     backend.generate(prompts[:1], params.model_copy(update={"max_new_tokens": 2}))  # warm-up
     if model.device.type == "cuda":
         torch.cuda.synchronize()
@@ -135,6 +151,34 @@ def main() -> None:
     print(
         f"shared-prefix attention vs replicated in place: {rows[0][4] / rows[1][4]:.2f}x; vs concat: "
         f"{rows[0][4] / rows[2][4]:.2f}x; greedy outputs identical: {len(set(map(str, outputs.values()))) == 1}"
+    )
+
+    from selfbake.baking import load_questions
+    from selfbake.baking.presets import PERSONAS
+
+    bundled, bundled_tok = load("bundled", device=args.device, dtype="float32")
+    asked = load_questions("task:arithmetic:2,3", 96, seed=0)
+    teacher_prompts = [render_chat(bundled_tok, q.text, PERSONAS["reasoning"]) for q in asked]
+    sampling = SamplingParams(max_new_tokens=96, temperature=1.0, seed=0)
+    rows, outputs = [], {}
+    for label, drop in [("batch shrinks (default)", True), ("generate, all rows", False)]:
+        samples, tokens, seconds = measure(
+            bundled, bundled_tok, teacher_prompts, 64, True, 96, drop_finished=drop, params=sampling
+        )
+        outputs[label] = [s.token_ids for s in samples]
+        rows.append((label, len(teacher_prompts), tokens, seconds, tokens / seconds))
+    lengths = sorted(len(t) for t in outputs[rows[0][0]])
+    print(
+        f"\nbundled model, {len(teacher_prompts)} arithmetic questions after the reasoning persona, sampled at "
+        f"temperature 1 with eos, batch 64: answers of {lengths[0]}-{lengths[-1]} tokens (median "
+        f"{lengths[len(lengths) // 2]})"
+    )
+    print(f"{'configuration':<24}{'prompts':>8}{'new tok':>9}{'seconds':>9}{'tok/s':>10}{'ratio':>8}")
+    for label, n, tokens, seconds, rate in rows:
+        print(f"{label:<24}{n:>8}{tokens:>9}{seconds:>9.2f}{rate:>10.0f}{rate / rows[0][4]:>8.3f}")
+    print(
+        f"dropping finished rows vs generate: {rows[0][4] / rows[1][4]:.2f}x; "
+        f"sampled tokens identical: {outputs[rows[0][0]] == outputs[rows[1][0]]}"
     )
 
 
