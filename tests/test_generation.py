@@ -287,6 +287,9 @@ def test_shared_prefix_sampling_through_a_peft_wrapper_matches_the_replicated_ca
         b = TransformersBackend(wrapped, tok, batch_size=4, prefix_attention=False).generate(prompts, params)
     assert [s.token_ids for s in a] == [s.token_ids for s in b]
     assert wrapped.config._attn_implementation == "sdpa"
+    from selfbake.generation.decode import keeps_last_logits
+
+    assert keeps_last_logits(wrapped)  # under the wrapper, decoding still asks for the last position only
 
 
 DECODE_PARAMS = [

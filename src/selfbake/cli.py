@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(
-            "selfbake: interrupted (bake, iterate and forge resume when run again with the same --out)",
+            "selfbake: interrupted (bake, eval, iterate and forge resume when run again with the same --out)",
             file=sys.stderr,
         )
         return 130

@@ -4,11 +4,14 @@
 Procedural tasks draw the requested split from ``tasks.splits`` (the test split
 is frozen by its seed); benchmarks use the first ``n`` items of their file.
 A suite file weights tasks: ``tasks: [{name: arithmetic, weight: 2, n: 100}, ...]``.
+A killed eval keeps the tasks it finished (``state/task_N.json``): the same
+command with the same ``--out`` scores only the rest.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfbake import tasks as task_registry
-from selfbake.config import ModelRunConfig, comma_list, read_yaml
+from selfbake.config import ModelRunConfig, changed_settings, comma_list, read_yaml
 from selfbake.errors import UserError
 from selfbake.models import load
 from selfbake.scoring import TaskResult, score
@@ -25,7 +28,7 @@ from selfbake.tasks.base import Task
 from selfbake.tasks.stats import mcnemar_exact, paired_bootstrap
 from selfbake.tracking import progress_bar
 from selfbake.tracking.progress import make_console
-from selfbake.tracking.rundir import open_run
+from selfbake.tracking.rundir import atomic_write_text, open_run
 
 
 class SuiteEntry(BaseModel):
@@ -143,6 +146,42 @@ def print_results(
     console.print(table)
 
 
+RESUME_IGNORES = ("out", "overwrite", "device", "report_to")
+
+
+def finished_tasks(config: EvalConfig, out: Path) -> dict[int, TaskResult]:
+    """The tasks an unfinished eval in ``out`` already scored, by position; other settings are an error."""
+    state = out / "state"
+    if config.overwrite:  # start clean: no old results, no old run's metrics lines
+        shutil.rmtree(state, ignore_errors=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        return {}
+    if (out / "summary.json").exists() or not (out / "config.yaml").exists() or not state.is_dir():
+        return {}
+    changed = changed_settings(config, out / "config.yaml", RESUME_IGNORES)
+    if changed:
+        raise UserError(
+            f"{out} holds an unfinished eval with other settings ({', '.join(changed)}); run it again with "
+            "the same settings to resume it, or pass --overwrite or another --out"
+        )
+    done = {}
+    for path in state.glob("task_*.json"):
+        saved = json.loads(path.read_text())
+        step = saved.pop("step")
+        done[step] = TaskResult(**{**saved, "ci95": tuple(saved["ci95"])})
+    metrics = out / "metrics.jsonl"
+    if metrics.exists():  # drop what the killed run logged for a task it did not save
+        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line).get("step") in done]
+        atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+    return done
+
+
+def save_task(out: Path, step: int, result: TaskResult) -> None:
+    record = {"step": step, **{k: getattr(result, k) for k in result.__dataclass_fields__}}
+    atomic_write_text(out / "state" / f"task_{step}.json", json.dumps(record, ensure_ascii=False))
+
+
 def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
     console = console or make_console()
     if config.compare:
@@ -165,15 +204,35 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
                 tools,
             )
         )
-    model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
+    done = finished_tasks(config, Path(config.out)) if config.out else {}
+    model, tokenizer = None, None
+    if len(done) < len(plans):
+        model, tokenizer = load(config.model, dtype=config.dtype, device=config.device, seed=config.seed)
     run = open_run("eval", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
+    if done:
+        console.print(
+            f"resuming the unfinished eval in {run.path}: {len(done)} of {len(plans)} tasks already scored",
+            markup=False,
+        )
+    else:
+        console.print(f"run directory: {run.path} (if killed, run again with --out {run.path})", markup=False)
     results, records = [], []
-    # progress in answers: k per item for generated answers, one per item for log-likelihood choices
-    total = sum(
-        len(items) * (1 if task.scoring == "loglikelihood" else config.k) for task, _, items, _ in plans
-    )
-    with progress_bar(total, "evaluating") as advance:
+
+    def answers(task: Task, items: list) -> int:  # progress unit: k per generated item, one per choice item
+        return len(items) * (1 if task.scoring == "loglikelihood" else config.k)
+
+    with progress_bar(sum(answers(task, items) for task, _, items, _ in plans), "evaluating") as advance:
         for step, (task, _entry, items, tools) in enumerate(plans):
+            if step in done:
+                if (done[step].task, len(done[step].records)) != (task.name, len(items)):
+                    raise UserError(
+                        f"{run.path}: task {step + 1} was {done[step].task} on {len(done[step].records)} items "
+                        f"and is now {task.name} on {len(items)} (did the suite change?); pass --overwrite"
+                    )
+                results.append(done[step])
+                records.extend(done[step].records)
+                advance(answers(task, items))
+                continue
             result = score(
                 model,
                 tokenizer,
@@ -193,6 +252,7 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
             results.append(result)
             records.extend(result.records)
             run.log(step, task=task.name, accuracy=result.accuracy, n=result.n, **result.metrics)
+            save_task(run.path, step, result)
     weights = {entry.name: entry.weight for _, entry in resolved}
     weight_sum = sum(weights[e.name] for _, e in resolved)
     aggregate = {
@@ -215,6 +275,7 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
         "aggregate": aggregate,
     }
     run.finish(summary)
+    shutil.rmtree(run.path / "state", ignore_errors=True)
     console.print(f"run directory: {run.path}", markup=False)
     return run.path
 

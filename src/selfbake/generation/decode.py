@@ -18,6 +18,7 @@ have finished (a cache copy each time, so not on every finish).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +56,12 @@ def logits_processors(params: SamplingParams) -> LogitsProcessorList:
     return processors
 
 
+def keeps_last_logits(model) -> bool:
+    """Whether the model (under a peft wrapper, its base) takes ``logits_to_keep``, as generate checks."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 @torch.no_grad()
 def decode(
     model,
@@ -87,6 +94,7 @@ def decode(
     step_ids = input_ids[:, cached:]
     step_positions = positions[:, cached:]
     end = torch.tensor(sorted(end_ids), device=device, dtype=torch.long)
+    last_only = {"logits_to_keep": 1} if keeps_last_logits(model) else {}
     for step in range(params.max_new_tokens):
         out = model(
             input_ids=step_ids,
@@ -94,7 +102,7 @@ def decode(
             position_ids=step_positions,
             past_key_values=cache,
             use_cache=True,
-            logits_to_keep=1,
+            **last_only,
         )
         logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
         scores = processors(history, logits)
