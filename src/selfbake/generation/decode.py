@@ -81,7 +81,8 @@ def decode(
     """
     batch, device = input_ids.shape[0], input_ids.device
     processors = logits_processors(params)
-    history = input_ids  # the repetition penalty reads the whole sequence, as in generate
+    # the repetition penalty reads the whole sequence so far, as in generate; nothing else does
+    history = input_ids if params.repetition_penalty != 1.0 else None
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     mask = None if bool(attention_mask.all()) else attention_mask  # generate drops an all-ones mask
     cached = cache.get_seq_length()
@@ -135,17 +136,18 @@ def decode(
         live = [k for k, row in enumerate(rows.tolist()) if not done[row]]
         if not live:
             break
-        history = torch.cat([history, tokens[:, None]], dim=1)
-        step_positions = positions[:, -1:] + 1
-        positions = torch.cat([positions, step_positions], dim=1)
+        if history is not None:
+            history = torch.cat([history, tokens[:, None]], dim=1)
+        step_positions = step_positions[:, -1:] + 1
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         step_ids = tokens[:, None]
         if len(live) <= (1 - compact_fraction) * live_since_compaction:
             index = torch.tensor(live, device=device)
             cache.batch_select_indices(index)
-            rows, history, positions = rows[index], history[index], positions[index]
-            step_ids, step_positions = step_ids[index], step_positions[index]
+            rows, step_ids, step_positions = rows[index], step_ids[index], step_positions[index]
+            if history is not None:
+                history = history[index]
             if mask is not None:
                 mask = mask[index]
             live_since_compaction = len(live)

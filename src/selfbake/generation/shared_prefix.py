@@ -117,13 +117,14 @@ def shared_prefix_attention(
     # the single copy, one [kv heads, B * groups, P] matmul, no repeated keys; suffix scores: each row's
     # own tokens, masked where the mask's columns after the prefix say so (padding only). One softmax
     # over both, then each part's weights against its values.
+    query = query * scale  # scaled before the mask is added, as SDPA does
     p_scores = per_row(torch.matmul(per_kv_head(query), prefix_keys[0].transpose(-1, -2)))
     k, v = repeat_kv(key, groups), repeat_kv(value, groups)
     s_scores = torch.matmul(query, k.transpose(-1, -2))
     if attention_mask is not None:
         mask = attention_mask[..., -1:, p_len : p_len + k.shape[-2]]
         s_scores = s_scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s_scores + mask
-    weights = torch.softmax(torch.cat([p_scores, s_scores], dim=-1).mul_(scale), dim=-1)
+    weights = torch.softmax(torch.cat([p_scores, s_scores], dim=-1), dim=-1)
     out = per_row(torch.matmul(per_kv_head(weights[..., :p_len]), prefix_values[0]))
     out = out + torch.matmul(weights[..., p_len:], v)
     return out.transpose(1, 2).contiguous(), None
