@@ -68,3 +68,22 @@ def test_eval_overwrite_starts_clean(capsys, tmp_path):
         assert run_cli(capsys, *ARGS[:5], "--n", "5", "--out", str(out), "--overwrite")[0] == 0
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0]  # not the first run's line followed by the second's
+
+
+def test_a_task_logged_but_not_saved_is_scored_and_logged_once_on_resume(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_save = evaluate.save_task
+
+    def killed_after_logging_the_second(path, step, result):
+        if step == 1:
+            raise KeyboardInterrupt  # its metrics line is written, its state is not
+        real_save(path, step, result)
+
+    monkeypatch.setattr(evaluate, "save_task", killed_after_logging_the_second)
+    assert run_cli(capsys, *ARGS, "--n", "6", "--out", str(out))[0] == 130
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [0, 1]
+    monkeypatch.setattr(evaluate, "save_task", real_save)
+    assert run_cli(capsys, *ARGS, "--n", "6", "--out", str(out))[0] == 0
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2]
