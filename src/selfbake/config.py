@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,25 @@ def changed_settings(config: BaseModel, saved: Path, ignore: tuple[str, ...] = (
     before = yaml.safe_load(saved.read_text()) or {}
     now = config.model_dump(mode="json")
     return [k for k in now if k not in ignore and before.get(k) != now[k]]
+
+
+def resumable(config: BaseModel, out: Path, command: str, ignore: tuple[str, ...] = ()) -> bool:
+    """True when ``out`` holds an unfinished ``command`` run (its ``state/``) to resume; other settings are an
+    error. With ``config.overwrite`` the old state and metrics lines are removed and the run starts clean."""
+    if getattr(config, "overwrite", False):
+        shutil.rmtree(out / "state", ignore_errors=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        return False
+    saved = out / "config.yaml"
+    if (out / "summary.json").exists() or not saved.exists() or not (out / "state").is_dir():
+        return False
+    changed = changed_settings(config, saved, ignore)
+    if changed:
+        raise UserError(
+            f"{out} holds an unfinished {command} with other settings ({', '.join(changed)}); run it again with "
+            "the same settings to resume it, or pass --overwrite or another --out"
+        )
+    return True
 
 
 def closest_key(key: str, valid: list[str]) -> str | None:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfbake import tasks as task_registry
-from selfbake.config import ModelRunConfig, changed_settings, comma_list, read_yaml
+from selfbake.config import ModelRunConfig, comma_list, read_yaml, resumable
 from selfbake.errors import UserError
 from selfbake.models import load
 from selfbake.scoring import TaskResult, score
@@ -152,18 +152,8 @@ RESUME_IGNORES = ("out", "overwrite", "device", "report_to")
 def finished_tasks(config: EvalConfig, out: Path) -> dict[int, TaskResult]:
     """The tasks an unfinished eval in ``out`` already scored, by position; other settings are an error."""
     state = out / "state"
-    if config.overwrite:  # start clean: no old results, no old run's metrics lines
-        shutil.rmtree(state, ignore_errors=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
+    if not resumable(config, out, "eval", RESUME_IGNORES):
         return {}
-    if (out / "summary.json").exists() or not (out / "config.yaml").exists() or not state.is_dir():
-        return {}
-    changed = changed_settings(config, out / "config.yaml", RESUME_IGNORES)
-    if changed:
-        raise UserError(
-            f"{out} holds an unfinished eval with other settings ({', '.join(changed)}); run it again with "
-            "the same settings to resume it, or pass --overwrite or another --out"
-        )
     done = {}
     for path in state.glob("task_*.json"):
         saved = json.loads(path.read_text())

@@ -35,7 +35,7 @@ from selfbake.baking.bake import (
 )
 from selfbake.baking.resume import BakeState
 from selfbake.baking.trajectories import load_questions
-from selfbake.config import changed_settings, comma_list
+from selfbake.config import comma_list, resumable
 from selfbake.errors import UserError
 from selfbake.models import load
 from selfbake.tracking import progress_bar
@@ -278,24 +278,6 @@ RESUME_IGNORES = (
 )  # fmt: skip
 
 
-def _check_resume(config: BakeConfig, out: Path) -> bool:
-    """True when ``out`` holds an unfinished bake to resume; with other bake settings that is an error."""
-    if config.overwrite:  # start clean: no old state, no old run's metrics lines
-        shutil.rmtree(out / "state", ignore_errors=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        return False
-    saved = out / "config.yaml"
-    if (out / "summary.json").exists() or not saved.exists() or not (out / "state").exists():
-        return False
-    changed = changed_settings(config, saved, RESUME_IGNORES)
-    if changed:
-        raise UserError(
-            f"{out} holds an unfinished bake with other settings ({', '.join(changed)}); run it again with "
-            "the same settings to resume it, or pass --overwrite or another --out"
-        )
-    return True
-
-
 def run_bake(config: BakeConfig) -> dict[str, Any]:
     console = make_console()
     if config.list_presets:
@@ -327,7 +309,7 @@ def run_bake(config: BakeConfig) -> dict[str, Any]:
             )
     if sources and config.pursue:
         raise UserError("--pursue applies to a single prompt, not to --sequence")
-    resuming = bool(config.out) and _check_resume(config, Path(config.out))
+    resuming = bool(config.out) and resumable(config, Path(config.out), "bake", RESUME_IGNORES)
     run = open_run("bake", config, config.out, overwrite=config.overwrite, report_to=config.report_to)
     state = BakeState(run.path / "state", run.path / "metrics.jsonl")
     if resuming:
