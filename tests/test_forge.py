@@ -7,7 +7,17 @@ import pytest
 import torch
 
 from selfbake.forge import curriculum
-from selfbake.forge.train import ForgeConfig, chatml_segments, encode, make_batch, train
+from selfbake.forge.train import (
+    ForgeConfig,
+    backward_step,
+    build_model,
+    chatml_segments,
+    encode,
+    encode_text,
+    make_batch,
+    step_batches,
+    train,
+)
 from selfbake.models import load, render_messages
 from selfbake.models.tiny import build_tokenizer
 from selfbake.tasks import language
@@ -29,6 +39,14 @@ def test_fast_encoding_equals_the_chat_template(tokenizer, examples):
         assert "".join(text for text, _ in chatml_segments(messages)) == render_messages(
             tokenizer, messages, add_generation_prompt=False
         )
+
+
+def test_lookup_encoding_equals_the_tokenizer(tokenizer, examples):
+    for messages in examples[:300]:
+        text = "".join(text for text, _ in chatml_segments(messages))
+        assert encode(tokenizer, messages)[0] == tokenizer(text, add_special_tokens=False).input_ids
+    for text in ["é<|im_end|>x ∑ 🙂", "<|im_start|>tool\n<s><|pad|>", ""]:
+        assert encode_text(tokenizer, text) == tokenizer(text, add_special_tokens=False).input_ids
 
 
 def test_loss_mask_covers_exactly_the_assistant_turns(tokenizer, examples):
@@ -86,19 +104,70 @@ def test_batches_are_packed_and_reproducible(tokenizer):
     assert a[1].float().mean() > 0.7  # little padding
 
 
-def test_training_lowers_the_loss_and_resume_is_exact(tmp_path):
+def test_length_batches_start_each_conversation_at_position_zero(tokenizer):
+    config = ForgeConfig(out="unused", batching="by-length", batch_size=4, micro_tokens=600)
+    batches, tokens = step_batches(tokenizer, config, 5)
+    again, _ = step_batches(tokenizer, config, 5)
+    other, _ = step_batches(tokenizer, config, 6)
+    assert all(
+        torch.equal(x[0], y[0]) and torch.equal(x[2], y[2]) for x, y in zip(batches, again, strict=True)
+    )
+    assert not torch.equal(batches[0][0], other[0][0])
+    assert tokens >= 4 * 512
+    widths = [ids.shape[1] for ids, _, _ in batches]
+    assert len(batches) > 1 and widths == sorted(widths, reverse=True)
+    for ids, attention, labels in batches:
+        assert attention is None
+        assert (ids[:, 0] == tokenizer.bos_token_id).all()  # one conversation per row, from position 0
+        assert ids.numel() <= 600 or ids.shape[0] == 1
+        real = ids != tokenizer.pad_token_id
+        assert real[:, 0].all() and (real[:, :-1] >= real[:, 1:]).all()  # padding only at the end
+        assert (labels[~real] == -100).all()
+        assert int((ids == tokenizer.bos_token_id).sum()) == ids.shape[0]  # never two conversations in a row
+
+
+def test_micro_batches_give_the_gradient_of_one_batch(tokenizer):
+    config = ForgeConfig(out="unused", batching="by-length", batch_size=2, micro_tokens=500)
+    batches, _ = step_batches(tokenizer, config, 3)
+    assert len(batches) > 1
+    model = build_model("quick", tokenizer, 0)
+    loss = backward_step(model, batches)
+    micro = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    width = max(ids.shape[1] for ids, _, _ in batches)
+    pad = torch.nn.functional.pad
+    ids = torch.cat([pad(i, (0, width - i.shape[1]), value=tokenizer.pad_token_id) for i, _, _ in batches])
+    labels = torch.cat([pad(lab, (0, width - lab.shape[1]), value=-100) for _, _, lab in batches])
+    whole = model(input_ids=ids, labels=labels).loss
+    whole.backward()
+    assert loss == pytest.approx(whole.item(), rel=1e-5)
+    for a, p in zip(micro, model.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("batching", ["by-length", "packed"])
+def test_training_lowers_the_loss_and_resume_is_exact(tmp_path, batching):
     config = ForgeConfig(
         out=str(tmp_path / "a"),
         quick=True,
         steps=6,
         batch_size=2,
+        batching=batching,
         checkpoint_every=3,
         warmup=2,
         measure=False,
     )
-    logged = []
-    model_a, _, stats = train(config, log=lambda step, **m: logged.append(m["loss"]))
+    tokenizer = build_tokenizer("llama")
+    held_out = step_batches(tokenizer, config.model_copy(update={"seed": 99}), 0)[0]
+
+    def held_out_loss(model):
+        with torch.no_grad():
+            return sum(model(input_ids=ids, labels=labels).loss.item() for ids, _, labels in held_out)
+
+    before = held_out_loss(build_model("quick", tokenizer, config.seed))
+    model_a, _, stats = train(config)
     assert stats["steps"] == 6
+    assert held_out_loss(model_a) < before - 0.5
 
     class Stop(Exception):
         pass

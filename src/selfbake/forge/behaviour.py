@@ -189,6 +189,33 @@ def markdown_table(table: dict) -> str:
     return "\n".join(lines)
 
 
+def step_shape(config) -> str:
+    if config.batching == "packed":
+        return f"{config.batch_size} x 512 packed tokens"
+    return (
+        f">= {config.batch_size * 512} tokens, one conversation per row in micro-batches of similar lengths"
+        f" (<= {config.micro_tokens} padded tokens each)"
+    )
+
+
+def reproduce_command(config) -> str:
+    """``selfbake forge`` with the flags whose values differ from the defaults (the recipe)."""
+    from selfbake.forge.train import total_steps
+
+    command = f"selfbake forge --out DIR --seed {config.seed}"
+    defaults = type(config)(out=config.out, quick=config.quick)
+    if config.quick:
+        command += " --quick"
+    if total_steps(config) != total_steps(defaults):
+        command += f" --steps {total_steps(config)}"
+    for name in ("batch_size", "batching", "micro_tokens", "lr", "warmup", "shape"):
+        value = getattr(config, name)
+        if value != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            command += f" {flag} {value}"
+    return command
+
+
 def write_card(out: Path, config, stats: dict, table: dict | None) -> Path:
     from selfbake.forge import curriculum
 
@@ -200,11 +227,11 @@ tags: [selfbake, tiny, synthetic]
 # selfbake bundled model
 
 A {stats["parameters"] / 1e6:.2f}M-parameter LlamaForCausalLM trained from scratch by `selfbake forge`
-(seed {config.seed}, {stats["steps"]} steps of {config.batch_size} x 512 packed tokens, {stats["train_tokens"]:,} tokens,
+(seed {config.seed}, {stats["steps"]} steps of {step_shape(config)}, {stats["train_tokens"]:,} tokens,
 {stats["train_seconds"]:.0f} s on {stats.get("machine", "CPU")}, torch {stats.get("torch", "")}). Byte-level tokenizer
 (256 bytes + 4 specials) with a ChatML chat template for system / user / assistant / tool turns.
 
-Reproduce: `selfbake forge --out DIR --seed {config.seed}` (the budget only caps wall time; the recipe is the step count).
+Reproduce: `{reproduce_command(config)}` (the budget only caps wall time; the recipe is the step count).
 
 ## Curriculum
 
