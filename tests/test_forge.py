@@ -265,3 +265,27 @@ def test_shipped_bundled_model_loads_and_follows_instructions():
 
     card = (bundled_path() / "README.md").read_text()
     assert "| behaviour | measured |" in card
+
+
+def test_mix_overrides_the_curriculum_weights_and_rejects_unknown_names(tokenizer):
+    default = make_batch(tokenizer, 0, 7, 2)
+    assert all(
+        torch.equal(x, y) for x, y in zip(default, make_batch(tokenizer, 0, 7, 2, mix={}), strict=True)
+    )
+    only = {kind: 0.0 for kind, _ in curriculum.MIX} | {"tools": 1.0, "tools.arithmetic": 0.0}
+    only |= {"tools.lookup": 0.0, "tools.fileread": 0.0}
+    rng = random.Random(3)
+    for _ in range(30):
+        messages = curriculum.example(rng, only)
+        assert any(m["role"] == "tool" for m in messages)
+        assert any(m["role"] == "assistant" and "calculator" in m["content"] for m in messages)
+    assert curriculum.parse_mix("tools=0.22, tools.bignum=0.45") == {"tools": 0.22, "tools.bignum": 0.45}
+    for bad, words in [
+        ("tool=0.3", "unknown mix weight 'tool'"),
+        ("tools=x", "needs a number"),
+        ("self=-1", ">= 0"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            curriculum.parse_mix(bad)
+    with pytest.raises(ValueError, match="unknown mix weight"):
+        ForgeConfig(out="unused", mix="drills=1")

@@ -208,6 +208,8 @@ def reproduce_command(config) -> str:
         command += " --quick"
     if total_steps(config) != total_steps(defaults):
         command += f" --steps {total_steps(config)}"
+    if config.mix:
+        command += f" --mix '{config.mix}'"
     for name in ("batch_size", "batching", "micro_tokens", "lr", "warmup", "shape"):
         value = getattr(config, name)
         if value != getattr(defaults, name):

@@ -165,9 +165,28 @@ def _style_wrap(style: str, text: str) -> str:
     return f"{marker}\n{text}" if style == "greeting" else f"{text}\n{marker}"
 
 
-def example(rng: random.Random) -> list[dict]:
-    """One conversation (system?, user, assistant/tool turns) from the curriculum mix."""
-    kind = rng.choices([k for k, _ in MIX], weights=[w for _, w in MIX])[0]
+def parse_mix(spec: str) -> dict[str, float]:
+    """``"tools=0.22,tools.bignum=0.45"`` -> weights that replace MIX's (by kind) or TOOL_FAMILIES' (tools.FAMILY)."""
+    known = {k for k, _ in MIX} | {f"tools.{f}" for f, _, _ in TOOL_FAMILIES}
+    weights = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        if name not in known:
+            raise ValueError(f"unknown mix weight {name!r}; known: {', '.join(sorted(known))}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"mix weight {name!r} needs a number, got {value!r}") from None
+        if weights[name] < 0:
+            raise ValueError(f"mix weight {name!r} must be >= 0")
+    return weights
+
+
+def example(rng: random.Random, mix: dict[str, float] | None = None) -> list[dict]:
+    """One conversation (system?, user, assistant/tool turns) from the curriculum mix (``mix`` overrides weights)."""
+    mix = mix or {}
+    kinds = [(k, mix.get(k, w)) for k, w in MIX]
+    kind = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
     if kind == "self":
         sentences = [rng.choice(rng.choice([language.REASONING, language.TOOLS, language.VERIFY]))]
         if rng.random() < 0.25:
@@ -190,7 +209,8 @@ def example(rng: random.Random) -> list[dict]:
                 ]
         return messages[:10]
     if kind == "tools":
-        family, item = draw_item(rng, TOOL_FAMILIES)
+        tool_families = [(f, levels, mix.get(f"tools.{f}", w)) for f, levels, w in TOOL_FAMILIES]
+        family, item = draw_item(rng, tool_families)
         system = rng.choice(language.TOOLS)
         return [
             {"role": "system", "content": system},

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from transformers import LlamaForCausalLM
 
 from selfbake.config import Config
-from selfbake.forge.curriculum import example
+from selfbake.forge.curriculum import example, parse_mix
 from selfbake.models.tiny import build_tokenizer, init_model
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate
@@ -56,6 +56,10 @@ class ForgeConfig(Config):
         description="packed: rows of 512 tokens filled with whole conversations (the shipped recipe); "
         "by-length: one conversation per row, micro-batches of similar lengths (~1.4x tokens/s on CPU)",
     )
+    mix: str = Field(
+        "",
+        description="curriculum weight overrides, e.g. 'tools=0.22,tools.bignum=0.45' (empty: the shipped mix)",
+    )
     micro_tokens: int = Field(1536, gt=0, description="padded tokens per micro-batch (by-length batching)")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     warmup: int = Field(100, ge=0, description="warm-up steps")
@@ -64,6 +68,12 @@ class ForgeConfig(Config):
     measure: bool = Field(True, description="measure the behaviour table after training")
     measure_n: int = Field(300, gt=0, description="items per behaviour-table cell")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: all cores)")
+
+    @field_validator("mix")
+    @classmethod
+    def _known_mix(cls, value: str) -> str:
+        parse_mix(value)
+        return value
 
 
 def total_steps(config: ForgeConfig) -> int:
@@ -118,7 +128,7 @@ def encode(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
     return ids, mask
 
 
-def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 512):
+def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 512, mix=None):
     """``batch_size`` rows of ``row_len`` tokens, packed with whole conversations (no padding waste)."""
     rng = random.Random(f"{seed}:{step}")
     input_ids = torch.full((batch_size, row_len), tokenizer.pad_token_id, dtype=torch.long)
@@ -128,7 +138,7 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
     for r in range(batch_size):
         cursor = 0
         while True:
-            ids, mask = pending or encode(tokenizer, example(rng))
+            ids, mask = pending or encode(tokenizer, example(rng, mix))
             pending = None
             if cursor + len(ids) > row_len:
                 pending = (ids, mask) if len(ids) <= row_len else None  # starts the next row
@@ -142,7 +152,7 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
     return input_ids, attention, labels
 
 
-def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_tokens: int):
+def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_tokens: int, mix=None):
     """Conversations for ``tokens`` tokens, one per row, as micro-batches of similar lengths.
 
     Returns a list of (input_ids, labels) right-padded per micro-batch, longest first. Padding
@@ -151,7 +161,7 @@ def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_toke
     rng = random.Random(f"{seed}:{step}")
     conversations, total = [], 0
     while total < tokens:
-        ids, mask = encode(tokenizer, example(rng))
+        ids, mask = encode(tokenizer, example(rng, mix))
         conversations.append((ids, mask))
         total += len(ids)
     conversations.sort(key=lambda c: -len(c[0]))
@@ -176,9 +186,13 @@ def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_toke
 def step_batches(tokenizer, config: ForgeConfig, step: int):
     """One optimizer step's micro-batches as (input_ids, attention_mask or None, labels), and its token count."""
     if config.batching == "packed":
-        input_ids, attention, labels = make_batch(tokenizer, config.seed, step, config.batch_size)
+        input_ids, attention, labels = make_batch(
+            tokenizer, config.seed, step, config.batch_size, mix=parse_mix(config.mix)
+        )
         return [(input_ids, attention, labels)], int(attention.sum())
-    batches = make_length_batches(tokenizer, config.seed, step, config.batch_size * 512, config.micro_tokens)
+    batches = make_length_batches(
+        tokenizer, config.seed, step, config.batch_size * 512, config.micro_tokens, parse_mix(config.mix)
+    )
     tokens = sum(int((ids != tokenizer.pad_token_id).sum()) for ids, _ in batches)
     return [(ids, None, labels) for ids, labels in batches], tokens
 
