@@ -179,6 +179,11 @@ def parse_mix(spec: str) -> dict[str, float]:
             raise ValueError(f"mix weight {name!r} needs a number, got {value!r}") from None
         if weights[name] < 0:
             raise ValueError(f"mix weight {name!r} must be >= 0")
+    kinds = {k: weights.get(k, w) for k, w in MIX}
+    if sum(kinds.values()) <= 0:
+        raise ValueError("mix weights of the conversation kinds are all 0")
+    if kinds["tools"] > 0 and sum(weights.get(f"tools.{f}", w) for f, _, w in TOOL_FAMILIES) <= 0:
+        raise ValueError("mix gives tool conversations weight but every tool family weight 0")
     return weights
 
 

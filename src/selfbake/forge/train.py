@@ -19,6 +19,7 @@ by-length run gave).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 import re
@@ -97,6 +98,8 @@ def byte_level_table(tokenizer) -> tuple[dict[str, list[int]], dict[str, int], r
 
     The tokenizer is byte-level with no merges, so a text's ids are its characters' ids in order.
     """
+    if json.loads(tokenizer.backend_tokenizer.to_str())["model"].get("merges"):
+        raise ValueError("forge's encoding needs the bundled byte-level tokenizer (no merges)")
     specials = dict(tokenizer.get_added_vocab())
     splitter = re.compile("(" + "|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)) + ")")
     return {}, specials, splitter
