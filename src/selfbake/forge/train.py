@@ -131,6 +131,11 @@ def encode(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
     return ids, mask
 
 
+def masked_labels(ids: list[int], mask: list[int]) -> torch.Tensor:
+    """The ids where the loss mask is 1, -100 (ignored) elsewhere."""
+    return torch.tensor([t if m else -100 for t, m in zip(ids, mask, strict=True)])
+
+
 def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 512, mix=None):
     """``batch_size`` rows of ``row_len`` tokens, packed with whole conversations (no padding waste)."""
     rng = random.Random(f"{seed}:{step}")
@@ -147,9 +152,7 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
                 pending = (ids, mask) if len(ids) <= row_len else None  # starts the next row
                 break
             input_ids[r, cursor : cursor + len(ids)] = torch.tensor(ids)
-            labels[r, cursor : cursor + len(ids)] = torch.tensor(
-                [t if m else -100 for t, m in zip(ids, mask, strict=True)]
-            )
+            labels[r, cursor : cursor + len(ids)] = masked_labels(ids, mask)
             cursor += len(ids)
         attention[r, :cursor] = 1
     return input_ids, attention, labels
@@ -158,7 +161,8 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
 def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_tokens: int, mix=None):
     """Conversations for ``tokens`` tokens, one per row, as micro-batches of similar lengths.
 
-    Returns a list of (input_ids, labels) right-padded per micro-batch, longest first. Padding
+    Returns (input_ids, labels) pairs right-padded per micro-batch, longest first, and the token
+    count. Padding
     sits after each conversation, so causal attention never lets a real token see it.
     """
     rng = random.Random(f"{seed}:{step}")
@@ -181,9 +185,9 @@ def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_toke
         labels = torch.full((len(group), width), -100, dtype=torch.long)
         for r, (ids, mask) in enumerate(group):
             input_ids[r, : len(ids)] = torch.tensor(ids)
-            labels[r, : len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask, strict=True)])
+            labels[r, : len(ids)] = masked_labels(ids, mask)
         batches.append((input_ids, labels))
-    return batches
+    return batches, total
 
 
 def step_batches(tokenizer, config: ForgeConfig, step: int):
@@ -193,10 +197,9 @@ def step_batches(tokenizer, config: ForgeConfig, step: int):
             tokenizer, config.seed, step, config.batch_size, mix=parse_mix(config.mix)
         )
         return [(input_ids, attention, labels)], int(attention.sum())
-    batches = make_length_batches(
+    batches, tokens = make_length_batches(
         tokenizer, config.seed, step, config.batch_size * 512, config.micro_tokens, parse_mix(config.mix)
     )
-    tokens = sum(int((ids != tokenizer.pad_token_id).sum()) for ids, _ in batches)
     return [(ids, None, labels) for ids, labels in batches], tokens
 
 
