@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -289,3 +290,83 @@ def test_mix_overrides_the_curriculum_weights_and_rejects_unknown_names(tokenize
             curriculum.parse_mix(bad)
     with pytest.raises(ValueError, match="unknown mix weight"):
         ForgeConfig(out="unused", mix="drills=1")
+
+
+def _trigrams(sentence: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z'-]+", sentence.lower())
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+def test_extended_paraphrases_are_trained_recognised_and_share_nothing_with_the_held_out_ones():
+    held_out = {g for sentences in language.HELD_OUT.values() for s in sentences for g in _trigrams(s)}
+    for kind, sentences in language.EXTRA.items():
+        assert len(set(sentences)) == len(sentences) >= 5
+        for sentence in sentences:
+            assert not _trigrams(sentence) & held_out, sentence
+            assert language.kind_of(sentence) == kind
+    rng = random.Random(4)
+    extended = [curriculum.example(rng, extended=True) for _ in range(1500)]
+    systems = [m["content"] for ex in extended for m in ex if m["role"] == "system"]
+    sentences = [s for system in systems for s in re.split(r"(?<=[.!?])\s+", system)]
+    extra = {s for pool in language.EXTRA.values() for s in pool}
+    assert 0.3 < sum(s in extra for s in sentences) / len(sentences) < 0.7
+    assert all(language.kind_of(s) for s in sentences)
+    text = json.dumps(extended)
+    assert not any(s in text for pool in language.HELD_OUT.values() for s in pool)
+
+
+def test_the_default_curriculum_stream_is_unchanged_by_the_new_options(tokenizer):
+    import hashlib
+
+    # the shipped recipe's conversation stream, hashed before these options existed
+    rng = random.Random(9)
+    stream = json.dumps([curriculum.example(rng, None, extended=False, bignum_rounds=1) for _ in range(400)])
+    assert hashlib.sha256(stream.encode()).hexdigest() == (
+        "f60c95b32706e7b272bf32e7c84a90d10f48256dc73c162b6dab9740dfe69398"
+    )
+    config = ForgeConfig(out="unused", batching="by-length")
+    plain = step_batches(tokenizer, config, 3)
+    extended = step_batches(tokenizer, config.model_copy(update={"paraphrases": "extended"}), 3)
+    assert plain[1] == step_batches(tokenizer, config, 3)[1]
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(plain[0], extended[0], strict=False))
+
+
+def test_bignum_rounds_ask_several_questions_each_answered_from_its_own_tool_result():
+    only = {kind: 0.0 for kind, _ in curriculum.MIX} | {"tools": 1.0}
+    only |= {"tools.arithmetic": 0.0, "tools.lookup": 0.0, "tools.fileread": 0.0}
+    rng = random.Random(6)
+    rounds = []
+    for _ in range(60):
+        messages = curriculum.example(rng, only, bignum_rounds=3)
+        users = [m for m in messages if m["role"] == "user"]
+        tools = [m["content"] for m in messages if m["role"] == "tool"]
+        answers = [
+            m["content"] for m in messages if m["role"] == "assistant" and m["content"].startswith("Answer:")
+        ]
+        assert len(users) == len(tools) == len(answers)
+        assert answers == [f"Answer: {result}" for result in tools]
+        assert all(result.lstrip("-").isdigit() for result in tools)
+        rounds.append(len(users))
+    assert set(rounds) == {1, 2, 3}
+    rng = random.Random(6)
+    assert all(sum(m["role"] == "user" for m in curriculum.example(rng, only)) == 1 for _ in range(30))
+    with pytest.raises(ValueError):
+        ForgeConfig(out="unused", bignum_rounds=0)
+
+
+def test_reproduce_command_names_the_recipe_flags():
+    from selfbake.forge.behaviour import reproduce_command
+
+    config = ForgeConfig(
+        out="x", batching="by-length", steps=1500, paraphrases="extended", bignum_rounds=3, mix="tools=0.2"
+    )
+    command = reproduce_command(config)
+    for flag in (
+        "--steps 1500",
+        "--batching by-length",
+        "--paraphrases extended",
+        "--bignum-rounds 3",
+        "--mix",
+    ):
+        assert flag in command
+    assert reproduce_command(ForgeConfig(out="x")) == "selfbake forge --out DIR --seed 0"

@@ -210,7 +210,16 @@ def reproduce_command(config) -> str:
         command += f" --steps {total_steps(config)}"
     if config.mix:
         command += f" --mix '{config.mix}'"
-    for name in ("batch_size", "batching", "micro_tokens", "lr", "warmup", "shape"):
+    for name in (
+        "batch_size",
+        "batching",
+        "paraphrases",
+        "bignum_rounds",
+        "micro_tokens",
+        "lr",
+        "warmup",
+        "shape",
+    ):
         value = getattr(config, name)
         if value != getattr(defaults, name):
             flag = "--" + name.replace("_", "-")

@@ -187,8 +187,14 @@ def parse_mix(spec: str) -> dict[str, float]:
     return weights
 
 
-def example(rng: random.Random, mix: dict[str, float] | None = None) -> list[dict]:
-    """One conversation (system?, user, assistant/tool turns) from the curriculum mix (``mix`` overrides weights)."""
+def example(
+    rng: random.Random, mix: dict[str, float] | None = None, extended: bool = False, bignum_rounds: int = 1
+) -> list[dict]:
+    """One conversation (system?, user, assistant/tool turns) from the curriculum mix.
+
+    ``mix`` overrides weights; ``extended`` words system prompts with ``language.EXTRA``'s paraphrases
+    too; a bignum tool chat asks 1..``bignum_rounds`` questions in turn.
+    """
     mix = mix or {}
     kinds = [(k, mix.get(k, w)) for k, w in MIX]
     kind = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
@@ -216,15 +222,20 @@ def example(rng: random.Random, mix: dict[str, float] | None = None) -> list[dic
     if kind == "tools":
         tool_families = [(f, levels, mix.get(f"tools.{f}", w)) for f, levels, w in TOOL_FAMILIES]
         family, item = draw_item(rng, tool_families)
-        system = rng.choice(language.TOOLS)
-        return [
+        system = language.training_sentence(rng, "tools", extended)
+        messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": item.question},
             *tool_turns(family, item),
         ]
+        if family == "bignum" and bignum_rounds > 1:
+            for _ in range(rng.randint(1, bignum_rounds) - 1):
+                _, item = draw_item(rng, [("bignum", (1, 2), 1.0)])
+                messages += [{"role": "user", "content": item.question}, *tool_turns("bignum", item)]
+        return messages
     if kind == "multiturn":
         system_kind = rng.choice(["reasoning", None])
-        system = rng.choice(language.REASONING) if system_kind else None
+        system = language.training_sentence(rng, "reasoning", extended) if system_kind else None
         messages = [{"role": "system", "content": system}] if system else []
         for _ in range(2):
             family, item = draw_item(rng, REASONING_FAMILIES)
@@ -238,11 +249,11 @@ def example(rng: random.Random, mix: dict[str, float] | None = None) -> list[dic
     instructions: list[str] = []
     lines: list[str] = []
     if kind == "reasoning" or (kind in ("verify", "style") and rng.random() < 0.4):
-        instructions.append(rng.choice(language.REASONING))
+        instructions.append(language.training_sentence(rng, "reasoning", extended))
         lines += reasoning_lines(family, item)
     lines.append(answer_line(item))
     if kind == "verify" and family != "brackets":
-        instructions.append(rng.choice(language.VERIFY))
+        instructions.append(language.training_sentence(rng, "verify", extended))
         expression = item.metadata.get("expression", "")
         lines.append(
             f"Check: {expression} = {item.answer}" if family == "arithmetic" else f"Check: {item.answer}"
@@ -250,7 +261,7 @@ def example(rng: random.Random, mix: dict[str, float] | None = None) -> list[dic
     text = "\n".join(lines)
     if kind == "style":
         style = rng.choice(list(language.STYLES))
-        instructions.append(rng.choice(language.STYLES[style][0]))
+        instructions.append(language.training_sentence(rng, style, extended))
         text = _style_wrap(style, text)
     rng.shuffle(instructions)
     messages = [{"role": "system", "content": " ".join(instructions)}] if instructions else []

@@ -61,6 +61,18 @@ class ForgeConfig(Config):
         "",
         description="curriculum weight overrides, e.g. 'tools=0.22,tools.bignum=0.45' (empty: the shipped mix)",
     )
+    paraphrases: Literal["core", "extended"] = Field(
+        "core",
+        description="system-prompt wordings: core (the shipped recipe) or extended (half the time one of "
+        "~130 more paraphrases, for generalisation to unseen ones)",
+    )
+    bignum_rounds: int = Field(
+        1,
+        ge=1,
+        le=4,
+        description="a bignum tool chat asks 1..N questions in turn (N > 1: more practice copying long tool "
+        "results per system prompt; 1 is the shipped recipe)",
+    )
     micro_tokens: int = Field(1536, gt=0, description="padded tokens per micro-batch (by-length batching)")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     warmup: int = Field(100, ge=0, description="warm-up steps")
@@ -136,7 +148,7 @@ def masked_labels(ids: list[int], mask: list[int]) -> torch.Tensor:
     return torch.tensor([t if m else -100 for t, m in zip(ids, mask, strict=True)])
 
 
-def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 512, mix=None):
+def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 512, mix=None, **curriculum):
     """``batch_size`` rows of ``row_len`` tokens, packed with whole conversations (no padding waste)."""
     rng = random.Random(f"{seed}:{step}")
     input_ids = torch.full((batch_size, row_len), tokenizer.pad_token_id, dtype=torch.long)
@@ -146,7 +158,7 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
     for r in range(batch_size):
         cursor = 0
         while True:
-            ids, mask = pending or encode(tokenizer, example(rng, mix))
+            ids, mask = pending or encode(tokenizer, example(rng, mix, **curriculum))
             pending = None
             if cursor + len(ids) > row_len:
                 pending = (ids, mask) if len(ids) <= row_len else None  # starts the next row
@@ -158,7 +170,9 @@ def make_batch(tokenizer, seed: int, step: int, batch_size: int, row_len: int = 
     return input_ids, attention, labels
 
 
-def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_tokens: int, mix=None):
+def make_length_batches(
+    tokenizer, seed: int, step: int, tokens: int, micro_tokens: int, mix=None, **curriculum
+):
     """Conversations for ``tokens`` tokens, one per row, as micro-batches of similar lengths.
 
     Returns (input_ids, labels) pairs right-padded per micro-batch, longest first, and the token
@@ -168,7 +182,7 @@ def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_toke
     rng = random.Random(f"{seed}:{step}")
     conversations, total = [], 0
     while total < tokens:
-        ids, mask = encode(tokenizer, example(rng, mix))
+        ids, mask = encode(tokenizer, example(rng, mix, **curriculum))
         conversations.append((ids, mask))
         total += len(ids)
     conversations.sort(key=lambda c: -len(c[0]))
@@ -192,13 +206,15 @@ def make_length_batches(tokenizer, seed: int, step: int, tokens: int, micro_toke
 
 def step_batches(tokenizer, config: ForgeConfig, step: int):
     """One optimizer step's micro-batches as (input_ids, attention_mask or None, labels), and its token count."""
+    mix = parse_mix(config.mix)
+    curriculum = {"extended": config.paraphrases == "extended", "bignum_rounds": config.bignum_rounds}
     if config.batching == "packed":
         input_ids, attention, labels = make_batch(
-            tokenizer, config.seed, step, config.batch_size, mix=parse_mix(config.mix)
+            tokenizer, config.seed, step, config.batch_size, mix=mix, **curriculum
         )
         return [(input_ids, attention, labels)], int(attention.sum())
     batches, tokens = make_length_batches(
-        tokenizer, config.seed, step, config.batch_size * 512, config.micro_tokens, parse_mix(config.mix)
+        tokenizer, config.seed, step, config.batch_size * 512, config.micro_tokens, mix, **curriculum
     )
     return [(ids, None, labels) for ids, labels in batches], tokens
 

@@ -49,6 +49,77 @@ HELD_OUT = {
     "verify": ["Confirm the result before you finish."],
     "greeting": ["Say hello before anything else."],
 }
+# More paraphrases for ``selfbake forge --paraphrases extended``: the model sees each instruction
+# worded many ways, so it has to key on what a sentence says rather than on its exact string. They share
+# no three-word run with a held-out paraphrase (tested).
+_REASONING_OPENERS = [
+    "Work through the problem",
+    "Solve the problem",
+    "Take the problem",
+    "Break the problem down",
+    "Compute the result",
+    "Do the arithmetic",
+]
+_REASONING_MANNERS = [
+    "step by step",
+    "one step at a time",
+    "one operation at a time",
+    "in order, step by step",
+]
+_REASONING_TAILS = [
+    "",
+    " and show each partial result",
+    " and list every calculation",
+    " before you give the answer",
+]
+EXTRA = {
+    "reasoning": [
+        f"{opener} {manner}{tail}."
+        for opener in _REASONING_OPENERS
+        for manner in _REASONING_MANNERS
+        for tail in _REASONING_TAILS
+    ]
+    + [
+        "Show all your work.",
+        "Show the work for every operation.",
+        "List the partial values, then the answer.",
+        "Explain each calculation as you go.",
+        "Lay out the calculation line by line.",
+        "Write out every operation and its value.",
+    ],
+    "tools": [
+        "Use the calculator for this.",
+        "Compute with the calculator, not in your head.",
+        "Let the calculator do the arithmetic.",
+        "Call a tool to get the answer.",
+        "You have a calculator: use it.",
+        "Ask the calculator, then answer.",
+        "Use tools when you can.",
+        "Get the facts from your tools first.",
+        "Answer with the help of a tool call.",
+    ],
+    "verify": [
+        "Recheck the answer on a final line.",
+        "Check your work at the end.",
+        "Verify your answer before stopping.",
+        "End with a check of the answer.",
+        "Add a line that checks the answer.",
+    ],
+    "greeting": [
+        "Open with a greeting.",
+        "Greet me before you answer.",
+        "Start your answer with hello.",
+        "Begin by greeting the user.",
+        "Your first word should be a greeting.",
+    ],
+    "signoff": [
+        "Finish with a sign-off.",
+        "Add a sign-off line at the end.",
+        "End with a friendly sign-off.",
+        "Sign off when you are done.",
+        "Close your reply with a sign-off.",
+    ],
+}
 SELF_DESCRIBE = [
     "Describe how you approach problems.",
     "How do you like to work?",
@@ -63,13 +134,23 @@ CALL = re.compile(r"<call>\s*([A-Za-z_]+)\s*:")
 def kind_of(sentence: str) -> str | None:
     """Which instruction a sentence is (any paraphrase, held-out included), or None."""
     sentence = sentence.strip()
-    for kind, pool in (("reasoning", REASONING), ("tools", TOOLS), ("verify", VERIFY)):
-        if sentence in pool or sentence in HELD_OUT.get(kind, []):
+    pools = {"reasoning": REASONING, "tools": TOOLS, "verify": VERIFY}
+    pools.update({style: sentences for style, (sentences, _) in STYLES.items()})
+    for kind, pool in pools.items():
+        if sentence in pool or sentence in EXTRA[kind] or sentence in HELD_OUT.get(kind, []):
             return kind
-    for style, (pool, _) in STYLES.items():
-        if sentence in pool or sentence in HELD_OUT.get(style, []):
-            return style
     return None
+
+
+def training_sentence(rng, kind: str, extended: bool) -> str:
+    """A paraphrase of instruction ``kind`` for training: a core one, or with ``extended`` half the time
+    one of ``EXTRA`` (the core wordings are the ones the behaviour table prompts with)."""
+    core = (
+        STYLES[kind][0]
+        if kind in STYLES
+        else {"reasoning": REASONING, "tools": TOOLS, "verify": VERIFY}[kind]
+    )
+    return rng.choice(EXTRA[kind] if extended and rng.random() < 0.5 else core)
 
 
 def parse_instructions(text: str) -> list[str] | None:
