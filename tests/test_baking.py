@@ -465,3 +465,46 @@ def test_length_grouped_batches_cover_every_trajectory_once_with_less_padding():
     assert sorted(i for b in grouped for i in b) == list(range(70))
     assert len(grouped) == len(plain) == 5 and max(len(b) for b in grouped) == 16
     assert padding(grouped) < padding(plain) / 2
+
+
+def test_fused_lora_gives_peft_s_outputs_and_gradients_and_falls_back_where_it_must():
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    from selfbake.baking.fused_lora import fused_lora
+
+    model, _ = fresh()
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    torch.manual_seed(0)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:  # B starts at 0, which would hide a wrong A gradient
+            p.data.normal_(0, 0.05)
+    ids = torch.randint(0, 200, (3, 17))
+
+    def run():
+        peft_model.zero_grad()
+        logits = peft_model(input_ids=ids).logits
+        logits.square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+        return logits.detach(), grads
+
+    logits, grads = run()
+    layers = [m for m in peft_model.modules() if isinstance(m, LoraLinear)]
+    calls = []
+    with fused_lora(peft_model):
+        assert all("forward" in vars(m) for m in layers)
+        original = torch.addmm
+        torch.addmm = lambda *a, **k: calls.append(1) or original(*a, **k)
+        try:
+            fused_logits, fused_grads = run()
+        finally:
+            torch.addmm = original
+        with peft_model.disable_adapter():  # the teacher: peft's own path, the base model's logits
+            base = peft_model(input_ids=ids).logits
+    assert len(calls) == len(layers)
+    assert torch.allclose(fused_logits, logits, atol=1e-6)
+    for name, grad in grads.items():
+        assert torch.allclose(fused_grads[name], grad, atol=1e-7, rtol=1e-5), name
+    with peft_model.disable_adapter():
+        assert torch.equal(base, peft_model(input_ids=ids).logits)
+    assert not any("forward" in vars(m) for m in layers)  # peft's forward is back

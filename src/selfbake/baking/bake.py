@@ -39,6 +39,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from pydantic import Field, field_validator
 
 from selfbake.baking import loss as L
+from selfbake.baking.fused_lora import fused_lora
 from selfbake.baking.resume import BakeState
 from selfbake.baking.trajectories import (
     Encoded,
@@ -347,7 +348,7 @@ class Baker:
 
     def kl(self, student: list[Encoded], targets: list[L.Targets], *, grad: bool) -> tuple[torch.Tensor, int]:
         b = _layout(student, self.pad, self.share_prefix)
-        with torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad), fused_lora(self.model):
             hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
             total = L.kl_sum(self.model, hidden, L.concat(targets), self.chunk)
         return total, int(b.rows.numel())
@@ -373,7 +374,8 @@ class Baker:
         for start in range(0, len(student), bs):
             encs = student[start : start + bs]
             b = _layout(encs, self.pad, self.share_prefix)
-            hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
+            with fused_lora(self.model):
+                hidden = L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len)
             total += float(L.kl_sum(self.model, hidden, L.concat(targets[start : start + bs]), self.chunk))
             count += int(b.rows.numel())
             lp = L.student_token_logprobs(self.model, hidden, b.tokens, self.chunk)
