@@ -127,6 +127,11 @@ SELF_DESCRIBE = [
     "What instruction would help you solve problems?",
 ]
 
+# every instruction kind's trained core wordings, styles included
+CORE = {"reasoning": REASONING, "tools": TOOLS, "verify": VERIFY} | {
+    style: sentences for style, (sentences, _) in STYLES.items()
+}
+
 STEP_LINE = re.compile(r"^\s*[-\d(].*=\s*-?\d+\s*$|^stack:", re.M)
 CALL = re.compile(r"<call>\s*([A-Za-z_]+)\s*:")
 
@@ -134,9 +139,7 @@ CALL = re.compile(r"<call>\s*([A-Za-z_]+)\s*:")
 def kind_of(sentence: str) -> str | None:
     """Which instruction a sentence is (any paraphrase, held-out included), or None."""
     sentence = sentence.strip()
-    pools = {"reasoning": REASONING, "tools": TOOLS, "verify": VERIFY}
-    pools.update({style: sentences for style, (sentences, _) in STYLES.items()})
-    for kind, pool in pools.items():
+    for kind, pool in CORE.items():
         if sentence in pool or sentence in EXTRA[kind] or sentence in HELD_OUT.get(kind, []):
             return kind
     return None
@@ -145,12 +148,7 @@ def kind_of(sentence: str) -> str | None:
 def training_sentence(rng, kind: str, extended: bool) -> str:
     """A paraphrase of instruction ``kind`` for training: a core one, or with ``extended`` half the time
     one of ``EXTRA`` (the core wordings are the ones the behaviour table prompts with)."""
-    core = (
-        STYLES[kind][0]
-        if kind in STYLES
-        else {"reasoning": REASONING, "tools": TOOLS, "verify": VERIFY}[kind]
-    )
-    return rng.choice(EXTRA[kind] if extended and rng.random() < 0.5 else core)
+    return rng.choice(EXTRA[kind] if extended and rng.random() < 0.5 else CORE[kind])
 
 
 def parse_instructions(text: str) -> list[str] | None:
