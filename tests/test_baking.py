@@ -499,7 +499,7 @@ def test_fused_lora_gives_peft_s_outputs_and_gradients_and_falls_back_where_it_m
             fused_logits, fused_grads = run()
         finally:
             torch.addmm = original
-        with peft_model.disable_adapter():  # the teacher: peft's own path, the base model's logits
+        with peft_model.disable_adapter():  # the teacher: the base layers called directly, the base logits
             base = peft_model(input_ids=ids).logits
     assert len(calls) == len(layers)
     assert torch.allclose(fused_logits, logits, atol=1e-6)
@@ -508,3 +508,68 @@ def test_fused_lora_gives_peft_s_outputs_and_gradients_and_falls_back_where_it_m
     with peft_model.disable_adapter():
         assert torch.equal(base, peft_model(input_ids=ids).logits)
     assert not any("forward" in vars(m) for m in layers)  # peft's forward is back
+
+
+def _varied_trajectories(n=5):
+    return [
+        Trajectory(
+            f"What is {i} + {i + 1}?",
+            [{"role": "assistant", "content": "step " * (3 * i + 1) + f"= {2 * i + 1}"}],
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("spec", ["random:llama-tiny", "random:qwen2-tiny"])
+def test_padding_free_passes_give_the_padded_hidden_states_kl_and_gradients(spec):
+    model, tok = fresh(spec)
+    baker = Baker(model, tok, PROMPT, small_settings())
+    assert baker.pack  # the probe passed: this model runs padding-free
+    assert not Baker(fresh(spec)[0], tok, PROMPT, small_settings(padding_free=False)).pack
+    torch.manual_seed(0)
+    for name, p in baker.model.named_parameters():
+        if "lora_B" in name:  # non-zero adapter, so the student differs from the teacher
+            p.data.normal_(0, 0.05)
+    teacher, student = baker.encode(_varied_trajectories())
+    assert L.shared_prefix_len([e.prompt_ids for e in teacher]) > 0  # the system turn runs once
+    assert len({len(e.prompt_ids) + len(e.trajectory_ids) for e in student}) == 5  # padding to save
+    targets = baker.targets(teacher, FULL, False)
+
+    def run(pack: bool):
+        baker.pack = pack
+        baker.model.zero_grad()
+        with torch.no_grad(), baker.model.disable_adapter():
+            teacher_hidden, teacher_tokens = baker.hidden(teacher)
+        total, n = baker.kl(student, targets, grad=True)
+        (total / n).backward()
+        grads = {k: p.grad.clone() for k, p in baker.model.named_parameters() if p.requires_grad}
+        return teacher_hidden, teacher_tokens, total.detach(), n, grads
+
+    packed_run, padded_run = run(True), run(False)
+    assert torch.allclose(packed_run[0], padded_run[0], atol=1e-5)
+    assert torch.equal(packed_run[1], padded_run[1])
+    assert packed_run[2] > 0 and torch.allclose(packed_run[2], padded_run[2], rtol=1e-5)
+    assert packed_run[3] == padded_run[3] == sum(sum(e.trained) for e in student)
+    for name, grad in padded_run[4].items():
+        assert grad.abs().sum() > 0 and torch.allclose(packed_run[4][name], grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_packing_probe_refuses_attention_that_crosses_sequences():
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from selfbake.baking import packed
+
+    model, _ = fresh()
+    decoder, _ = L.decoder_and_head(model)
+    assert packed.supports_packing(model, decoder)
+
+    def whole_row(module, q, k, v, mask, dropout=0.0, scaling=None, **kwargs):
+        return sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True)
+
+    AttentionInterface.register(packed.ATTENTION, whole_row)
+    try:
+        assert not packed.supports_packing(model, decoder)
+    finally:
+        AttentionInterface.register(packed.ATTENTION, packed._segment_attention)
+    assert packed.supports_packing(model, decoder)

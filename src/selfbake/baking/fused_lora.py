@@ -8,7 +8,8 @@ small [out, r] ``lora_B`` weight instead and adds the update with ``addmm`` into
 output, which gives the same values (tested equal, outputs and gradients) with neither pass.
 
 Only plain LoRA is fused: one active adapter, no dropout in effect, no DoRA or other variant,
-no LoRA bias, an ``nn.Linear`` base and matching dtypes. Anything else runs peft's own forward.
+no LoRA bias, an ``nn.Linear`` base and matching dtypes. With the adapter disabled (the teacher,
+sampling) the layer is its base ``nn.Linear``, called directly. Anything else runs peft's own forward.
 The patch lives on the model's modules only inside the ``with`` block.
 """
 
@@ -44,10 +45,12 @@ def _plain_adapter(layer: LoraLinear, x: torch.Tensor) -> str | None:
 
 
 def _fused_forward(self: LoraLinear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    base = self.base_layer
+    if self.disable_adapters and not self.merged and not args and not kwargs and type(base) is nn.Linear:
+        return nn.functional.linear(x, base.weight, base.bias)  # what peft's forward does, without its checks
     name = None if args or kwargs else _plain_adapter(self, x)
     if name is None:
         return type(self).forward(self, x, *args, **kwargs)
-    base = self.base_layer
     out = nn.functional.linear(x, base.weight, base.bias)
     low_rank = nn.functional.linear(x, self.lora_A[name].weight)
     update = (self.lora_B[name].weight * self.scaling[name]).t()
