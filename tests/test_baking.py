@@ -541,7 +541,8 @@ def test_padding_free_passes_give_the_padded_hidden_states_kl_and_gradients(spec
         with torch.no_grad(), baker.model.disable_adapter():
             teacher_hidden, teacher_tokens = baker.hidden(teacher)
         total, n = baker.kl(student, targets, grad=True)
-        (total / n).backward()
+        prefixed, m = baker.kl(teacher, targets, grad=True)  # gradients through a shared prefix too
+        (total / n + prefixed / m).backward()
         grads = {k: p.grad.clone() for k, p in baker.model.named_parameters() if p.requires_grad}
         return teacher_hidden, teacher_tokens, total.detach(), n, grads
 

@@ -37,15 +37,18 @@ def _segment_attention(
         raise RuntimeError(f"packed attention does not support {[n for n in _REFUSED if kwargs.get(n)]}")
     prefix = key.shape[2] - query.shape[2]
     gqa = query.shape[1] != key.shape[1]
-    outs = []
-    for start, end in zip(segments[:-1], segments[1:], strict=True):
-        q = query[:, :, start:end]
-        k, v = key[:, :, prefix + start : prefix + end], value[:, :, prefix + start : prefix + end]
+    sizes = [end - start for start, end in zip(segments[:-1], segments[1:], strict=True)]
+    own_keys, own_values = (key[:, :, prefix:], value[:, :, prefix:]) if prefix else (key, value)
+    prefix_keys, prefix_values = key[:, :, :prefix], value[:, :, :prefix]
+    outs = []  # split, not sliced: a slice's backward writes a whole-row zero tensor per segment
+    for q, k, v in zip(
+        query.split(sizes, dim=2), own_keys.split(sizes, dim=2), own_values.split(sizes, dim=2), strict=True
+    ):
         mask = None
         if prefix:
-            k = torch.cat([key[:, :, :prefix], k], dim=2)
-            v = torch.cat([value[:, :, :prefix], v], dim=2)
-            mask = torch.ones(end - start, prefix + end - start, dtype=torch.bool, device=q.device)
+            k = torch.cat([prefix_keys, k], dim=2)
+            v = torch.cat([prefix_values, v], dim=2)
+            mask = torch.ones(q.shape[2], prefix + q.shape[2], dtype=torch.bool, device=q.device)
             mask = mask.tril(diagonal=prefix)
         outs.append(
             F.scaled_dot_product_attention(
