@@ -149,7 +149,7 @@ def supports_packing(model, decoder) -> bool:
             if not torch.allclose(got.float(), want.float(), atol=tolerance, rtol=tolerance):
                 return False
         return True
-    except (RuntimeError, TypeError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - any failure of the probe means: run padded (exact either way)
         return False
     finally:
         model.train(was_training)
