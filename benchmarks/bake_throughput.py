@@ -10,7 +10,8 @@ afterwards. selfbake reuses the prefix cache, keeps the system prompt's keys onc
 per batch (``generation.shared_prefix``), appends to the KV cache in place
 (``generation.kvcache``), takes the frozen teacher's log-probs from the
 sampler's own logits (or, at a large vocabulary, keeps its hidden states from
-one pass), and builds [chunk, vocab] logits only at trajectory positions under
+one pass), runs each batch's sequences padding-free in one row (``baking.packed``),
+and builds [chunk, vocab] logits only at trajectory positions under
 checkpointing. Both train the same LoRA (same seed,
 batches and optimiser) for the same number of steps on exact full-vocabulary
 KL, then measure held-out KL the same way.
