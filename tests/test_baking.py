@@ -574,3 +574,19 @@ def test_packing_probe_refuses_attention_that_crosses_sequences():
     finally:
         AttentionInterface.register(packed.ATTENTION, packed._segment_attention)
     assert packed.supports_packing(model, decoder)
+
+
+def test_a_padding_free_bake_ends_where_a_padded_one_does():
+    questions = load_questions("task:arithmetic:2,3", 24, seed=0)
+    results = []
+    for padding_free in (True, False):
+        model, tok = fresh("bundled")
+        settings = small_settings(n_train=16, n_val=8, lr=3e-3, max_new_tokens=48, padding_free=padding_free)
+        results.append(bake(model, tok, "Think step by step.", questions, settings))
+    packed_bake, padded_bake = results
+    assert Baker(fresh("bundled")[0], tok, "Think step by step.", small_settings()).pack  # compared for real
+    assert [t.to_record() for t in packed_bake.train] == [t.to_record() for t in padded_bake.train]
+    assert packed_bake.steps == padded_bake.steps > 0
+    assert packed_bake.kl_unbaked == pytest.approx(padded_bake.kl_unbaked, rel=1e-5)
+    assert packed_bake.kl_baked < packed_bake.kl_unbaked
+    assert packed_bake.kl_baked == pytest.approx(padded_bake.kl_baked, rel=1e-3)
