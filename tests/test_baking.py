@@ -563,17 +563,17 @@ def test_packing_probe_refuses_attention_that_crosses_sequences():
 
     model, _ = fresh()
     decoder, _ = L.decoder_and_head(model)
-    assert packed.supports_packing(model, decoder)
+    assert packed.supports_packing(decoder)
 
     def whole_row(module, q, k, v, mask, dropout=0.0, scaling=None, **kwargs):
         return sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True)
 
     AttentionInterface.register(packed.ATTENTION, whole_row)
     try:
-        assert not packed.supports_packing(model, decoder)
+        assert not packed.supports_packing(decoder)
     finally:
         AttentionInterface.register(packed.ATTENTION, packed._segment_attention)
-    assert packed.supports_packing(model, decoder)
+    assert packed.supports_packing(decoder)
 
 
 def test_a_padding_free_bake_ends_where_a_padded_one_does():

@@ -279,10 +279,8 @@ class Baker:
         self.anchors: list[tuple[str | None, list[Question], tuple[str, ...]]] = []
         self.chunk = settings.chunk or max(16, (64 << 20) // (4 * _vocab(self.model)))
         self.share_prefix = supports_growing_cache(self.model)  # full attention: a prefix cache is exact
-        decoder, _ = L.decoder_and_head(self.model)
-        self.pack = (
-            settings.padding_free and self.share_prefix and packed.supports_packing(self.model, decoder)
-        )
+        self.decoder, _ = L.decoder_and_head(self.model)
+        self.pack = settings.padding_free and self.share_prefix and packed.supports_packing(self.decoder)
         self.teacher_passes = 0  # trajectories the last ``targets`` call had to run the teacher on
 
     def teacher_context(self, teacher_uses_adapter: bool):
@@ -363,9 +361,8 @@ class Baker:
         if self.pack:
             prefix_len = L.shared_prefix_len(prompts)
             ids, positions, bounds, cols, tokens = packed.layout(prompts, trajectories, trained, prefix_len)
-            decoder, _ = L.decoder_and_head(self.model)
             prefix = prompts[0][:prefix_len]
-            return packed.packed_hidden(self.model, decoder, ids, positions, bounds, cols, prefix), tokens
+            return packed.packed_hidden(self.decoder, ids, positions, bounds, cols, prefix), tokens
         b = _layout(encs, self.pad, self.share_prefix)
         return L.gathered_hidden(self.model, b.ids, b.mask, b.rows, b.cols, b.prefix_len), b.tokens
 

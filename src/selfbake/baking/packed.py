@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
@@ -44,22 +45,13 @@ def _segment_attention(
     for q, k, v in zip(
         query.split(sizes, dim=2), own_keys.split(sizes, dim=2), own_values.split(sizes, dim=2), strict=True
     ):
-        mask = None
         if prefix:
             k = torch.cat([prefix_keys, k], dim=2)
             v = torch.cat([prefix_values, v], dim=2)
-            mask = torch.ones(q.shape[2], prefix + q.shape[2], dtype=torch.bool, device=q.device)
-            mask = mask.tril(diagonal=prefix)
+        causal = causal_lower_right(q.shape[2], k.shape[2])  # the prefix is visible to every query
         outs.append(
             F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                dropout_p=dropout,
-                is_causal=mask is None,
-                scale=scaling,
-                enable_gqa=gqa,
+                q, k, v, attn_mask=causal, dropout_p=dropout, scale=scaling, enable_gqa=gqa
             )
         )
     return torch.cat(outs, dim=2).transpose(1, 2), None
@@ -108,9 +100,9 @@ def layout(
     )
 
 
-def packed_hidden(model, decoder, ids, positions, bounds, cols, prefix_ids: list[int]) -> torch.Tensor:
+def packed_hidden(decoder, ids, positions, bounds, cols, prefix_ids: list[int]) -> torch.Tensor:
     """Final hidden states at ``cols`` of the packed row: [len(cols), hidden]."""
-    device = next(model.parameters()).device
+    device = next(decoder.parameters()).device
     with packed_attention(decoder):
         cache = None
         if prefix_ids:
@@ -128,21 +120,21 @@ def packed_hidden(model, decoder, ids, positions, bounds, cols, prefix_ids: list
 
 
 @torch.no_grad()
-def supports_packing(model, decoder) -> bool:
+def supports_packing(decoder) -> bool:
     """Packed hidden states equal to one-sequence passes on a small probe (with and without a prefix)."""
-    vocab = model.get_input_embeddings().weight.shape[0]
+    vocab = decoder.get_input_embeddings().weight.shape[0]
     gen = torch.Generator().manual_seed(0)
     seqs = [torch.randint(1, vocab, (n,), generator=gen).tolist() for n in (9, 5, 7)]
     prefix = torch.randint(1, vocab, (3,), generator=gen).tolist()
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    was_training = decoder.training
+    decoder.eval()
+    device = next(decoder.parameters()).device
+    tolerance = 1e-3 if next(decoder.parameters()).dtype == torch.float32 else 5e-2
     try:
         for shared in ([], prefix):
             full = [shared + s for s in seqs]
             ids, pos, bounds, cols, _ = layout(full, [[0]] * 3, [[True]] * 3, len(shared))
-            got = packed_hidden(model, decoder, ids, pos, bounds, cols, shared)
+            got = packed_hidden(decoder, ids, pos, bounds, cols, shared)
             want = torch.stack(
                 [decoder(input_ids=torch.tensor([s], device=device)).last_hidden_state[0, -1] for s in full]
             )
@@ -152,4 +144,4 @@ def supports_packing(model, decoder) -> bool:
     except Exception:  # noqa: BLE001 - any failure of the probe means: run padded (exact either way)
         return False
     finally:
-        model.train(was_training)
+        decoder.train(was_training)
