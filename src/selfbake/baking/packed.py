@@ -15,16 +15,26 @@ does not do (soft-capping, sliding windows), gets the padded path.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
 ATTENTION = "selfbake_packed"
 _REFUSED = ("softcap", "sliding_window", "s_aux")
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_causal(length: int, prefix: int, device: torch.device) -> torch.Tensor:
+    """[length, prefix + length] bool: every query sees the whole shared prefix and its own sequence causally.
+
+    Built here, not with ``torch.nn.attention.bias.causal_lower_right``: that Tensor subclass goes through
+    the legacy ``Tensor.__new__`` and raised "already associated to a python object" mid-bake (torch 2.13).
+    """
+    return torch.ones(length, prefix + length, dtype=torch.bool, device=device).tril(diagonal=prefix)
 
 
 def _segment_attention(
@@ -48,10 +58,17 @@ def _segment_attention(
         if prefix:
             k = torch.cat([prefix_keys, k], dim=2)
             v = torch.cat([prefix_values, v], dim=2)
-        causal = causal_lower_right(q.shape[2], k.shape[2])  # the prefix is visible to every query
+        mask = _prefix_causal(q.shape[2], prefix, q.device) if prefix else None
         outs.append(
             F.scaled_dot_product_attention(
-                q, k, v, attn_mask=causal, dropout_p=dropout, scale=scaling, enable_gqa=gqa
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=dropout,
+                is_causal=mask is None,
+                scale=scaling,
+                enable_gqa=gqa,
             )
         )
     return torch.cat(outs, dim=2).transpose(1, 2), None
