@@ -32,7 +32,8 @@ def _prefix_causal(length: int, prefix: int, device: torch.device) -> torch.Tens
     """[length, prefix + length] bool: every query sees the whole shared prefix and its own sequence causally.
 
     Built here, not with ``torch.nn.attention.bias.causal_lower_right``: that Tensor subclass goes through
-    the legacy ``Tensor.__new__`` and raised "already associated to a python object" mid-bake (torch 2.13).
+    the legacy ``Tensor.__new__`` and raised "already associated to a python object" under ``FlopCounterMode``
+    (torch 2.13), and allocates a [2, q, k] tensor per call.
     """
     return torch.ones(length, prefix + length, dtype=torch.bool, device=device).tril(diagonal=prefix)
 
