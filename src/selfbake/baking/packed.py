@@ -56,10 +56,11 @@ def _segment_attention(
     for q, k, v in zip(
         query.split(sizes, dim=2), own_keys.split(sizes, dim=2), own_values.split(sizes, dim=2), strict=True
     ):
+        mask = None  # no prefix: plain causal attention within the sequence
         if prefix:
             k = torch.cat([prefix_keys, k], dim=2)
             v = torch.cat([prefix_values, v], dim=2)
-        mask = _prefix_causal(q.shape[2], prefix, q.device) if prefix else None
+            mask = _prefix_causal(q.shape[2], prefix, q.device)
         outs.append(
             F.scaled_dot_product_attention(
                 q,
