@@ -354,14 +354,54 @@ def test_bignum_rounds_ask_several_questions_each_answered_from_its_own_tool_res
         ForgeConfig(out="unused", bignum_rounds=0)
 
 
+def test_the_elementary_phase_drills_single_digit_facts_and_bignum_copying_then_ends(tokenizer):
+    rng = random.Random(4)
+    facts = chats = 0
+    for _ in range(200):
+        messages = curriculum.example(rng, None, elementary=True)
+        if messages[0]["role"] == "system":
+            tools = [m["content"] for m in messages if m["role"] == "tool"]
+            assert messages[-1]["content"] == f"Answer: {tools[0]}"
+            assert language.kind_of(messages[0]["content"]) == "tools"
+            assert messages[2]["content"].startswith("<call>calculator: ")
+            chats += 1
+            continue
+        assert len(messages) == 10
+        for question, answer in zip(messages[::2], messages[1::2], strict=True):
+            a, op, b = re.fullmatch(r"What is (\d) ([-+*]) (\d)\?", question["content"]).groups()
+            assert answer["content"] == f"Answer: {eval(a + op + b)}"
+        facts += 1
+    assert 0.6 < facts / 200 < 0.8 and chats > 0
+    config = ForgeConfig(out="unused", batching="by-length", steps=20, elementary_steps=5)
+    phase, _ = step_batches(tokenizer, config, 4)
+    after, _ = step_batches(tokenizer, config, 5)
+    plain, _ = step_batches(tokenizer, config.model_copy(update={"elementary_steps": 0}), 4)
+    step_line = re.compile(r"^-?\d+ [-+*] -?\d+ = -?\d+$", re.M)
+
+    def texts(batches):
+        return [tokenizer.decode(ids[ids != tokenizer.pad_token_id]) for batch in batches for ids in batch[0]]
+
+    assert all("What is" in t for t in texts(phase)) and not any(step_line.search(t) for t in texts(phase))
+    assert any(step_line.search(t) for t in texts(after)) and any(step_line.search(t) for t in texts(plain))
+    with pytest.raises(ValueError, match="fewer than"):
+        ForgeConfig(out="unused", steps=100, elementary_steps=100)
+
+
 def test_reproduce_command_names_the_recipe_flags():
     from selfbake.forge.behaviour import reproduce_command
 
     config = ForgeConfig(
-        out="x", batching="by-length", steps=1500, paraphrases="extended", bignum_rounds=3, mix="tools=0.2"
+        out="x",
+        batching="by-length",
+        steps=1500,
+        paraphrases="extended",
+        bignum_rounds=3,
+        mix="tools=0.2",
+        elementary_steps=150,
     )
     command = reproduce_command(config)
     for flag in (
+        "--elementary-steps 150",
         "--steps 1500",
         "--batching by-length",
         "--paraphrases extended",

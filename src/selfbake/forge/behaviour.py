@@ -215,6 +215,7 @@ def reproduce_command(config) -> str:
         "batching",
         "paraphrases",
         "bignum_rounds",
+        "elementary_steps",
         "micro_tokens",
         "lr",
         "warmup",

@@ -8,6 +8,11 @@ the result; a verification instruction adds a "Check:" line; style
 instructions add a greeting or a sign-off; asked to describe itself it answers
 with instruction sentences. Held-out paraphrases and the frozen test items of
 the evaluation splits never appear.
+
+An optional elementary phase comes first (curriculum learning, Bengio et al.
+2009): single-digit operations and bignum tool chats only. Both skills are
+learned in a sudden transition after ~150-200 exposures per fact, which the
+full mix reaches only at the end of the budget (measured, README).
 """
 
 from __future__ import annotations
@@ -187,14 +192,44 @@ def parse_mix(spec: str) -> dict[str, float]:
     return weights
 
 
+ELEMENTARY_FACTS = 0.7  # share of fact drills in the elementary phase; the rest are bignum tool chats
+
+
+def elementary_example(rng: random.Random, extended: bool = False) -> list[dict]:
+    """Five single-digit operations asked directly, or one bignum question answered with the calculator."""
+    if rng.random() >= ELEMENTARY_FACTS:
+        _, item = draw_item(rng, [("bignum", (1, 2), 1.0)])
+        return [
+            {"role": "system", "content": language.training_sentence(rng, "tools", extended)},
+            {"role": "user", "content": item.question},
+            *tool_turns("bignum", item),
+        ]
+    messages = []
+    for _ in range(5):
+        a, op, b = rng.randint(1, 9), rng.choice("+-*"), rng.randint(1, 9)
+        value = a + b if op == "+" else a - b if op == "-" else a * b
+        messages += [
+            {"role": "user", "content": f"What is {a} {op} {b}?"},
+            {"role": "assistant", "content": f"Answer: {value}"},
+        ]
+    return messages
+
+
 def example(
-    rng: random.Random, mix: dict[str, float] | None = None, extended: bool = False, bignum_rounds: int = 1
+    rng: random.Random,
+    mix: dict[str, float] | None = None,
+    extended: bool = False,
+    bignum_rounds: int = 1,
+    elementary: bool = False,
 ) -> list[dict]:
     """One conversation (system?, user, assistant/tool turns) from the curriculum mix.
 
     ``mix`` overrides weights; ``extended`` words system prompts with ``language.EXTRA``'s paraphrases
-    too; a bignum tool chat asks 1..``bignum_rounds`` questions in turn.
+    too; a bignum tool chat asks 1..``bignum_rounds`` questions in turn; ``elementary`` draws from the
+    elementary phase instead.
     """
+    if elementary:
+        return elementary_example(rng, extended)
     mix = mix or {}
     kinds = [(k, mix.get(k, w)) for k, w in MIX]
     kind = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from transformers import LlamaForCausalLM
 
 from selfbake.config import Config
@@ -73,6 +73,12 @@ class ForgeConfig(Config):
         description="a bignum tool chat asks 1..N questions in turn (N > 1: more practice copying long tool "
         "results per system prompt; 1 is the shipped recipe)",
     )
+    elementary_steps: int = Field(
+        0,
+        ge=0,
+        description="the first N steps train on single-digit operations and bignum tool chats only "
+        "(elementary skills first; 0 is the shipped recipe)",
+    )
     micro_tokens: int = Field(1536, gt=0, description="padded tokens per micro-batch (by-length batching)")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     warmup: int = Field(100, ge=0, description="warm-up steps")
@@ -87,6 +93,15 @@ class ForgeConfig(Config):
     def _known_mix(cls, value: str) -> str:
         parse_mix(value)
         return value
+
+    @model_validator(mode="after")
+    def _elementary_within_run(self):
+        if self.elementary_steps >= total_steps(self):
+            raise ValueError(
+                f"elementary_steps ({self.elementary_steps}) must be fewer than the run's "
+                f"{total_steps(self)} steps"
+            )
+        return self
 
 
 def total_steps(config: ForgeConfig) -> int:
@@ -207,7 +222,11 @@ def make_length_batches(
 def step_batches(tokenizer, config: ForgeConfig, step: int):
     """One optimizer step's micro-batches as (input_ids, attention_mask or None, labels), and its token count."""
     mix = parse_mix(config.mix)
-    curriculum = {"extended": config.paraphrases == "extended", "bignum_rounds": config.bignum_rounds}
+    curriculum = {
+        "extended": config.paraphrases == "extended",
+        "bignum_rounds": config.bignum_rounds,
+        "elementary": step < config.elementary_steps,
+    }
     if config.batching == "packed":
         input_ids, attention, labels = make_batch(
             tokenizer, config.seed, step, config.batch_size, mix=mix, **curriculum
