@@ -4,7 +4,10 @@ Why: the bundled model's reasoning answers fail on single operations ("6 * 5 = 2
 the facts are learned in a sudden transition. This script measures both, for the README:
 
     python scripts/arithmetic_facts.py probe bundled        # greedy answers to all 243 a op b, a, b in 1..9
+    python scripts/arithmetic_facts.py probe OUT/forge_state.pt     # the same, mid-forge
+    python scripts/arithmetic_facts.py steps bundled        # the step lines of its reasoning answers, checked
     python scripts/arithmetic_facts.py transition --steps 300   # fresh bundled-shape model, facts only
+    python scripts/arithmetic_facts.py exposures             # single-digit facts per 12.4M tokens of the mix
 
 ``transition`` trains the forge's model shape and optimiser on chats of five single-digit
 questions (32 chats per step) and prints the teacher-forced exact-answer rate every 50 steps.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 
 import torch
@@ -50,8 +54,20 @@ def padded(tokenizer, conversations):
     return input_ids, labels
 
 
+def load_any(model_name: str):
+    """A model name or directory, or a forge run's ``forge_state.pt`` (the bundled shape, mid-run)."""
+    if not model_name.endswith(".pt"):
+        return load(model_name)
+    tokenizer = build_tokenizer("llama")
+    model = build_model("bundled", tokenizer, 0)
+    state = torch.load(model_name, weights_only=False)
+    model.load_state_dict(state["model"])
+    print(f"forge state at step {state['step']}")
+    return model.eval(), tokenizer
+
+
 def probe(model_name: str) -> None:
-    model, tokenizer = load(model_name)
+    model, tokenizer = load_any(model_name)
     tokenizer.padding_side = "left"
     texts = [render_chat(tokenizer, f"What is {a} {op} {b}?") for a, op, b in FACTS]
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -66,6 +82,53 @@ def probe(model_name: str) -> None:
             if ans.strip() != f"Answer: {value(a, op, b)}"
         ]
         print(f"{op}: {len(rows) - len(wrong)}/{len(rows)} right; wrong e.g. {wrong[:5]}")
+
+
+def steps(model_name: str, n: int) -> None:
+    """Each 'a op b = c' line the model writes under the reasoning prompt on the frozen 3-4 operand test items."""
+    from selfbake import tasks
+    from selfbake.scoring import score
+    from selfbake.tasks import language
+
+    model, tokenizer = load(model_name)
+    task = tasks.get("arithmetic")
+    items = tasks.test_items(task, n, 0, (2, 3))
+    records = score(
+        model, tokenizer, task, items, system=language.REASONING[0], batch_size=64, seed=0
+    ).records
+    counts: dict[tuple[str, str], list[int]] = {}
+    for record in records:
+        for a, op, b, c in re.findall(r"^(-?\d+) ([-+*]) (-?\d+) = (-?\d+)$", record["output"], re.M):
+            size = "single digits" if max(abs(int(a)), abs(int(b))) < 10 else "a 2+ digit operand"
+            right = counts.setdefault((op, size), [0, 0])
+            right[0] += value(int(a), op, int(b)) == int(c)
+            right[1] += 1
+    print(f"answers right: {sum(bool(r['correct']) for r in records)}/{len(records)}")
+    for size in ("single digits", "a 2+ digit operand"):
+        cells = [
+            f"{op} {counts.get((op, size), [0, 0])[0]}/{counts.get((op, size), [0, 0])[1]}" for op in "+-*"
+        ]
+        total = [sum(counts.get((op, size), [0, 0])[i] for op in "+-*") for i in (0, 1)]
+        print(f"step lines with {size}: {', '.join(cells)}; all {total[0]}/{total[1]}")
+
+
+def exposures(conversations: int, tokens: float) -> None:
+    """How often the shipped mix shows each single-digit operation, asked or as a step line."""
+    from selfbake.forge.curriculum import example
+
+    tokenizer = build_tokenizer("llama")
+    rng = random.Random(0)
+    seen = dict.fromkeys("+-*", 0)
+    total = 0
+    for _ in range(conversations):
+        messages = example(rng)
+        total += len(encode(tokenizer, messages)[0])
+        text = "\n".join(m["content"] for m in messages)
+        for op in re.findall(r"(?:^|What is )-?\d ([-+*]) -?\d(?:\?$| = )", text, re.M):
+            seen[op] += 1
+    scale = tokens / total
+    print(f"{conversations} conversations, {total} tokens; per fact in {tokens / 1e6:.1f}M tokens:")
+    print(", ".join(f"{op} {seen[op] * scale / 81:.0f}" for op in "+-*"))
 
 
 def transition(steps: int, chats: int, lr: float, seed: int) -> None:
@@ -105,6 +168,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("probe", help="greedy answers of a model to all single-digit facts")
     p.add_argument("model", nargs="?", default="bundled")
+    s = sub.add_parser("steps", help="check the step lines of a model's reasoning answers")
+    s.add_argument("model", nargs="?", default="bundled")
+    s.add_argument("--n", type=int, default=300)
+    e = sub.add_parser("exposures", help="single-digit facts per fact in a run of the shipped mix")
+    e.add_argument("--conversations", type=int, default=3000)
+    e.add_argument("--tokens", type=float, default=12.4e6)
     t = sub.add_parser("transition", help="train a fresh bundled-shape model on the facts alone")
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--chats", type=int, default=32, help="chats of five questions per step")
@@ -113,6 +182,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "probe":
         probe(args.model)
+    elif args.command == "steps":
+        steps(args.model, args.n)
+    elif args.command == "exposures":
+        exposures(args.conversations, args.tokens)
     else:
         transition(args.steps, args.chats, args.lr, args.seed)
 

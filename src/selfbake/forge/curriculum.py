@@ -9,10 +9,12 @@ instructions add a greeting or a sign-off; asked to describe itself it answers
 with instruction sentences. Held-out paraphrases and the frozen test items of
 the evaluation splits never appear.
 
-An optional elementary phase comes first (curriculum learning, Bengio et al.
-2009): single-digit operations and bignum tool chats only. Both skills are
-learned in a sudden transition after ~150-200 exposures per fact, which the
-full mix reaches only at the end of the budget (measured, README).
+An optional elementary phase can come first (curriculum learning, Bengio et
+al. 2009): single-digit operations and bignum tool chats only. A fresh model
+learns the facts in a sudden transition after ~150-250 exposures each, which
+the full mix gives only by the end of the budget. Measured (README, recipe
+15): the phase lifted the directly asked facts but not the step lines, and
+cost reasoning and bignum; the shipped recipe does not use it.
 """
 
 from __future__ import annotations
