@@ -25,12 +25,9 @@ import torch
 from selfbake.forge.train import build_model, encode, lr_at, masked_labels
 from selfbake.models import load, render_chat
 from selfbake.models.tiny import build_tokenizer
+from selfbake.tasks.procedural import evaluate_op
 
 FACTS = [(a, op, b) for op in "+-*" for a in range(1, 10) for b in range(1, 10)]
-
-
-def value(a: int, op: str, b: int) -> int:
-    return a + b if op == "+" else a - b if op == "-" else a * b
 
 
 def chat(facts) -> list[dict]:
@@ -38,7 +35,7 @@ def chat(facts) -> list[dict]:
     for a, op, b in facts:
         messages += [
             {"role": "user", "content": f"What is {a} {op} {b}?"},
-            {"role": "assistant", "content": f"Answer: {value(a, op, b)}"},
+            {"role": "assistant", "content": f"Answer: {evaluate_op(a, op, b)}"},
         ]
     return messages
 
@@ -79,7 +76,7 @@ def probe(model_name: str) -> None:
         wrong = [
             f"{a} {op} {b} -> {ans.strip()}"
             for (a, _, b), ans in rows
-            if ans.strip() != f"Answer: {value(a, op, b)}"
+            if ans.strip() != f"Answer: {evaluate_op(a, op, b)}"
         ]
         print(f"{op}: {len(rows) - len(wrong)}/{len(rows)} right; wrong e.g. {wrong[:5]}")
 
@@ -101,7 +98,7 @@ def steps(model_name: str, n: int) -> None:
         for a, op, b, c in re.findall(r"^(-?\d+) ([-+*]) (-?\d+) = (-?\d+)$", record["output"], re.M):
             size = "single digits" if max(abs(int(a)), abs(int(b))) < 10 else "a 2+ digit operand"
             right = counts.setdefault((op, size), [0, 0])
-            right[0] += value(int(a), op, int(b)) == int(c)
+            right[0] += evaluate_op(int(a), op, int(b)) == int(c)
             right[1] += 1
     print(f"answers right: {sum(bool(r['correct']) for r in records)}/{len(records)}")
     for size in ("single digits", "a 2+ digit operand"):

@@ -27,6 +27,7 @@ from functools import lru_cache
 from selfbake import tasks
 from selfbake.tasks import language
 from selfbake.tasks.base import Item
+from selfbake.tasks.procedural import evaluate_op
 from selfbake.tools import get_tools
 
 OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
@@ -66,7 +67,7 @@ def steps(expression: str) -> list[str]:
             return -walk(node.operand)
         left, right = walk(node.left), walk(node.right)
         op = OPS[type(node.op)]
-        value = left + right if op == "+" else left - right if op == "-" else left * right
+        value = evaluate_op(left, op, right)
         lines.append(f"{left} {op} {right} = {value}")
         return value
 
@@ -80,7 +81,7 @@ def rpn_steps(expression: str) -> list[str]:
     for token in expression.split():
         if token in "+-*" and len(token) == 1:
             b, a = stack.pop(), stack.pop()
-            value = a + b if token == "+" else a - b if token == "-" else a * b
+            value = evaluate_op(a, token, b)
             lines.append(f"{a} {token} {b} = {value}")
             stack.append(value)
         else:
@@ -209,10 +210,9 @@ def elementary_example(rng: random.Random, extended: bool = False) -> list[dict]
     messages = []
     for _ in range(5):
         a, op, b = rng.randint(1, 9), rng.choice("+-*"), rng.randint(1, 9)
-        value = a + b if op == "+" else a - b if op == "-" else a * b
         messages += [
             {"role": "user", "content": f"What is {a} {op} {b}?"},
-            {"role": "assistant", "content": f"Answer: {value}"},
+            {"role": "assistant", "content": f"Answer: {evaluate_op(a, op, b)}"},
         ]
     return messages
 

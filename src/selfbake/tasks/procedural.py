@@ -18,7 +18,8 @@ OPS = ["+", "-", "*"]
 PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 
 
-def _evaluate(a: int, op: str, b: int) -> int:
+def evaluate_op(a: int, op: str, b: int) -> int:
+    """``a op b`` for op in + - *."""
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
@@ -38,7 +39,7 @@ def random_expression(rng: random.Random, operands: int, max_value: int, parens:
     if operands - split > 1 and (parens or op in "-*"):
         right = f"({right})"
     text = f"{left} {op} {right}"
-    return text, _evaluate(lv, op, rv)
+    return text, evaluate_op(lv, op, rv)
 
 
 class NumericTask(Task):
@@ -81,7 +82,7 @@ class RPN(NumericTask):
             else:
                 b, a = stack.pop(), stack.pop()
                 op = rng.choice(OPS if abs(a) <= 50 and abs(b) <= 50 else ["+", "-"])
-                stack.append(_evaluate(a, op, b))
+                stack.append(evaluate_op(a, op, b))
                 tokens.append(op)
         expression = " ".join(tokens)
         question = f"Evaluate the reverse Polish notation expression: {expression}"
