@@ -57,6 +57,15 @@ def decoder_and_head(model):
     return getattr(lm, lm.base_model_prefix), lm.get_output_embeddings()
 
 
+def predicting_positions(prompt_len: int, trained: list[bool]) -> list[int]:
+    """Positions (in prompt + trajectory) whose logits predict the trained trajectory tokens.
+
+    Token j of the trajectory sits at ``prompt_len + j`` and is predicted one position earlier, so
+    the first trajectory token is predicted by the prompt's last position.
+    """
+    return [prompt_len + j - 1 for j, keep in enumerate(trained) if keep]
+
+
 def batch_layout(
     prompts: list[list[int]], trajectories: list[list[int]], trained: list[list[bool]], pad_id: int
 ):
@@ -69,11 +78,10 @@ def batch_layout(
     for r, (p, t, m) in enumerate(zip(prompts, trajectories, trained, strict=True)):
         ids[r, : len(p) + len(t)] = torch.tensor(p + t)
         mask[r, : len(p) + len(t)] = 1
-        for j, keep in enumerate(m):
-            if keep:
-                rows.append(r)
-                cols.append(len(p) + j - 1)  # position that predicts trajectory token j
-                targets.append(t[j])
+        positions = predicting_positions(len(p), m)
+        rows += [r] * len(positions)
+        cols += positions
+        targets += [tok for tok, keep in zip(t, m, strict=True) if keep]
     return ids, mask, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets, dtype=torch.long)
 
 

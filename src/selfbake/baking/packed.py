@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
+from selfbake.baking.loss import predicting_positions
+
 ATTENTION = "selfbake_packed"
 _REFUSED = ("softcap", "sliding_window", "s_aux")
 
@@ -105,7 +107,7 @@ def layout(
     for p, t, keep in zip(prompts, trajectories, trained, strict=True):
         seq = (p + t)[prefix_len:]
         offset = bounds[-1] - prefix_len
-        cols += [offset + len(p) + j - 1 for j, k in enumerate(keep) if k]
+        cols += [offset + c for c in predicting_positions(len(p), keep)]
         tokens += [tok for tok, k in zip(t, keep, strict=True) if k]
         ids += seq
         positions += range(prefix_len, prefix_len + len(seq))
