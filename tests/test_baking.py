@@ -287,6 +287,15 @@ def test_target_modules_take_a_comma_list():
     assert adapted == {"q_proj", "v_proj"}
 
 
+def test_a_bake_with_an_adapter_on_the_checkpointed_lm_head_trains_it():
+    # the head runs in checkpointed chunks: backward recomputes them, and must use the forward's LoRA path
+    model, tok = fresh()
+    settings = small_settings(target_modules="q_proj,lm_head", max_epochs=1)
+    result = bake(model, tok, PROMPT, load_questions("task:arithmetic:2,3", 12, seed=0), settings)
+    head_b = [p for n, p in result.model.named_parameters() if "lm_head.lora_B" in n]
+    assert len(head_b) == 1 and head_b[0].abs().sum() > 0 and result.steps > 0
+
+
 def test_with_adapter_starts_empty():
     model, tok = fresh()
     peft_model = with_adapter(model, small_settings())

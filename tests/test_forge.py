@@ -318,7 +318,7 @@ def test_extended_paraphrases_are_trained_recognised_and_share_nothing_with_the_
 def test_the_default_curriculum_stream_is_unchanged_by_the_new_options(tokenizer):
     import hashlib
 
-    # the shipped recipe's conversation stream, hashed before these options existed
+    # the first shipped recipe's conversation stream (the defaults), hashed before these options existed
     rng = random.Random(9)
     stream = json.dumps([curriculum.example(rng, None, extended=False, bignum_rounds=1) for _ in range(400)])
     assert hashlib.sha256(stream.encode()).hexdigest() == (
