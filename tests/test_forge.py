@@ -204,6 +204,17 @@ def test_quick_forge_cli_writes_a_loadable_model(tmp_path):
     assert json.loads((out / "forge_stats.json").read_text())["steps"] == 20
 
 
+def test_forge_measures_on_the_frozen_test_split_whatever_its_seed(tmp_path, monkeypatch):
+    from selfbake.cli import main
+    from selfbake.forge import behaviour
+
+    seeds = []
+    monkeypatch.setattr(behaviour, "measure", lambda *a, seed=0, **k: seeds.append(seed) or None)
+    monkeypatch.setattr(behaviour, "write_card", lambda *a, **k: None)
+    assert main(["forge", "--out", str(tmp_path / "m"), "--quick", "--steps", "2", "--seed", "3"]) == 0
+    assert seeds == [0]
+
+
 def test_language_detectors():
     assert language.has_steps("4 * 5 = 20\n3 + 20 = 23\nAnswer: 23")
     assert not language.has_steps("Answer: 23")

@@ -31,7 +31,8 @@ def run_forge(config: ForgeConfig) -> Path:
     if config.measure:
         from selfbake.forge.behaviour import measure, write_card
 
-        table = measure(model, tokenizer, n=config.measure_n, seed=config.seed, console=console)
+        # the frozen test split (seed 0, kept out of every curriculum), whatever the forge seed
+        table = measure(model, tokenizer, n=config.measure_n, seed=0, console=console)
         write_card(out, config, stats, table)
     else:
         from selfbake.forge.behaviour import write_card
