@@ -14,7 +14,6 @@ behaviour follows, on the frozen 3-4 operand test items (greedy):
 from __future__ import annotations
 
 import argparse
-import re
 
 from selfbake import tasks
 from selfbake.models import load
@@ -31,7 +30,6 @@ DEFAULT_SYSTEMS = [
     "Greet the user first.",  # a core greeting wording
     language.REASONING[0],  # a core reasoning wording
 ]
-STEP_LINE = re.compile(r"^-?\d+ [-+*] -?\d+ = ", re.M)
 
 
 def main() -> None:
@@ -47,8 +45,8 @@ def main() -> None:
     for system in args.system or DEFAULT_SYSTEMS:
         records = score(model, tokenizer, task, items, system=system, batch_size=64, seed=0).records
         counts = {
-            "opens with Hello": sum(r["output"].startswith("Hello") for r in records),
-            "step lines": sum(bool(STEP_LINE.search(r["output"])) for r in records),
+            "opens with the greeting": sum(language.has_marker("greeting", r["output"]) for r in records),
+            "step lines": sum(language.has_steps(r["output"]) for r in records),
             "correct": sum(bool(r["correct"]) for r in records),
         }
         cells = []

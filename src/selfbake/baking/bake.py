@@ -79,12 +79,8 @@ class BakeSettings(Config):
     lr: float = Field(3e-3, gt=0.0, description="AdamW learning rate")
     train_batch_size: int = Field(16, gt=0, description="trajectories per optimiser step")
     max_epochs: int = Field(10, gt=0, description="epochs over the trajectories at most")
-    patience: int = Field(
-        6,
-        gt=0,
-        description="evaluations without a 1% fall in held-out KL before stopping (3 stopped the bundled "
-        "reasoning bake at strength 0.968 while its held-out KL could still fall by a third)",
-    )
+    # 3 stopped the bundled reasoning bake at strength 0.968 while its held-out KL could still fall by a third
+    patience: int = Field(6, gt=0, description="evaluations without a 1% fall in held-out KL before stopping")
     eval_every: int = Field(
         0,
         ge=0,
@@ -598,22 +594,24 @@ class Baker:
                 if not self.model.training:
                     self.model.train()
                 t0 = time.perf_counter()
-                total, count = self.kl(
-                    [student_train[i] for i in idx], [targets_train[i] for i in idx], grad=True
-                )
-                loss = total / max(count, 1)
-                if retain_encs:
-                    if retain_cursor >= len(retain_order):
-                        rng.shuffle(retain_order)
-                        retain_cursor = 0
-                    ridx = retain_order[retain_cursor : retain_cursor + s.train_batch_size]
-                    retain_cursor += s.train_batch_size
-                    r_total, r_count = self.kl(
-                        [retain_encs[i] for i in ridx], [retain_targets[i] for i in ridx], grad=True
+                # one fused context for the step's forward and backward: the checkpointed LM-head
+                # chunks are recomputed in backward and must take the forward's LoRA path
+                with fused_lora(self.model):
+                    total, count = self.kl(
+                        [student_train[i] for i in idx], [targets_train[i] for i in idx], grad=True
                     )
-                    loss = loss + s.retain_weight * r_total / max(r_count, 1)
-                optimiser.zero_grad(set_to_none=True)
-                with fused_lora(self.model):  # checkpointed head chunks recompute in backward: same forward
+                    loss = total / max(count, 1)
+                    if retain_encs:
+                        if retain_cursor >= len(retain_order):
+                            rng.shuffle(retain_order)
+                            retain_cursor = 0
+                        ridx = retain_order[retain_cursor : retain_cursor + s.train_batch_size]
+                        retain_cursor += s.train_batch_size
+                        r_total, r_count = self.kl(
+                            [retain_encs[i] for i in ridx], [retain_targets[i] for i in ridx], grad=True
+                        )
+                        loss = loss + s.retain_weight * r_total / max(r_count, 1)
+                    optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                 optimiser.step()
                 step += 1
