@@ -28,6 +28,8 @@ from selfbake.models import load, render_chat
 
 PROMPT = "Zebra-quokka rules: always answer in steps."
 FULL = TargetForm()
+SUMMARY_KEYS = ("strength", "kl_unbaked", "kl_baked", "seconds", "trajectory_tokens")
+SUMMARY_KEYS += ("trajectory_tokens_per_s_end_to_end",)  # sampling + training, not the per-step rate
 
 
 def fresh(spec="random:llama-tiny"):
@@ -228,7 +230,7 @@ def test_bake_lowers_kl_changes_the_adapter_and_leaves_the_teacher_alone():
     assert result.kl_baked < result.kl_unbaked and result.strength > 0
     assert result.history[0]["strength"] == 0.0 and result.steps > 0
     summary = result.summary()
-    for key in ("strength", "kl_unbaked", "kl_baked", "seconds", "trajectory_tokens", "tokens_per_s"):
+    for key in SUMMARY_KEYS:
         assert summary[key] is not None
     assert 0.0 <= summary["nll_alignment"]["r2"] <= 1.0
 
@@ -338,15 +340,7 @@ def test_cli_bake_writes_adapter_merged_card_and_they_reload(capsys, tmp_path):
     text = _bake_cli(capsys, out, "--prompt-file", "bundled:reasoning", "--merge", "--pursue", "1")
     assert "base prompted" in text and "strength" in text
     summary = json.loads((out / "summary.json").read_text())
-    for key in (
-        "strength",
-        "kl_unbaked",
-        "kl_baked",
-        "seconds",
-        "trajectory_tokens",
-        "tokens_per_s",
-        "behaviour",
-    ):
+    for key in (*SUMMARY_KEYS, "behaviour"):
         assert key in summary
     assert len(summary["rounds"]) == 2
     pursuit = summary["pursuit"]  # each round's adapter re-measured, paired against round 1
@@ -359,7 +353,7 @@ def test_cli_bake_writes_adapter_merged_card_and_they_reload(capsys, tmp_path):
         "baked_reprompted",
     }
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert any("strength" in m for m in metrics) and any("tokens_per_s" in m for m in metrics)
+    assert any("strength" in m for m in metrics) and any("train_tokens_per_s" in m for m in metrics)
     assert "bundled:reasoning" in (out / "README.md").read_text()
     for name in ("latest", "best"):  # adapter checkpoints kept, loadable by peft
         assert (out / "checkpoints" / name / "adapter_config.json").exists()
@@ -419,6 +413,49 @@ def test_bad_bake_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_teacher_cache_hidden_with_a_trained_head_is_refused_before_the_model_loads(capsys, tmp_path):
+    args = ["--prompt", "x", "--teacher-cache", "hidden", "--target-modules", "q_proj,lm_head"]
+    code = main(["bake", "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "x"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a frozen LM head" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bake_help_shows_the_essentials_before_measurement_and_tuning(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bake", "--help"])
+    text = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    options = text[text.index("options:") :]  # past the usage line, which lists every flag
+    order = [
+        options.index(f"  {flag} ") for flag in ("--model", "--prompt-file", "--out", "--measure-n", "--lr")
+    ]
+    assert order == sorted(order)
+    assert options.index("essentials:") < options.index("measurement") < options.index("tuning")
+
+
+def test_a_bake_names_its_run_directory_once_explains_its_terms_and_names_its_rates(capsys, tmp_path):
+    out = tmp_path / "tiny"
+    tiny = ["--n-train", "4", "--n-val", "2", "--max-new-tokens", "16", "--train-batch-size", "2"]
+    code = main(
+        ["bake", "--model", "bundled", "--prompt-file", "bundled:reasoning", "--out", str(out), *tiny]
+        + ["--max-epochs", "1", "--measure-n", "2"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert [line for line in captured.out.splitlines() if "run directory:" in line] == [
+        f"run directory: {out} (if killed, run again with --out {out})"
+    ]
+    assert "held-out KL: per-token" in captured.out and "docs/concepts/strength.md" in captured.out
+    for phase in ("sampling trajectories", "training steps", "measuring bundled:reasoning"):
+        assert phase in captured.out + captured.err  # a progress bar for each phase
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trajectory_tokens_per_s_end_to_end"] > 0 and "tokens_per_s" not in summary
+    assert "tokens_per_s" not in summary["layers"][0]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(m.get("train_tokens_per_s", 0) > 0 for m in metrics)
+    assert not any("tokens_per_s" in m for m in metrics)
 
 
 def test_half_bake_lands_on_the_target_strength():

@@ -150,8 +150,23 @@ def _unwrap(annotation):
     return annotation, False, None
 
 
+def _flag_groups(parser: argparse.ArgumentParser, cls: type[Config]) -> list[tuple[str, Any]]:
+    """(field name, parser or argparse group) in --help order. A config's ``help_groups`` (title -> field
+    names) puts its flags in those groups, in that order; the group with no names takes the rest."""
+    groups = getattr(cls, "help_groups", None)
+    if not groups:
+        return [(name, parser) for name in cls.model_fields]
+    named = {name for names in groups.values() for name in names}
+    out = []
+    for title, names in groups.items():
+        group = parser.add_argument_group(title)
+        out += [(name, group) for name in names or [n for n in cls.model_fields if n not in named]]
+    return out
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
-    for name, field in cls.model_fields.items():
+    for name, target in _flag_groups(parser, cls):
+        field = cls.model_fields[name]
         base, is_list, choices = _unwrap(field.annotation)
         extra = field.json_schema_extra or {}
         default = None if field.is_required() else field.get_default(call_default_factory=True)
@@ -163,15 +178,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
             )
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if isinstance(extra, dict) and extra.get("positional"):
-            parser.add_argument(name, metavar=name.upper(), help=help_text)
+            target.add_argument(name, metavar=name.upper(), help=help_text)
             continue
         flag = "--" + name.replace("_", "-")
         if base is bool:
-            parser.add_argument(
+            target.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         elif is_list and isinstance(extra, dict) and extra.get("nargs"):
-            parser.add_argument(
+            target.add_argument(
                 flag,
                 dest=name,
                 nargs=extra["nargs"],
@@ -181,7 +196,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
                 help=help_text,
             )
         elif is_list:
-            parser.add_argument(
+            target.add_argument(
                 flag,
                 dest=name,
                 action="append",
@@ -191,7 +206,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
                 help=help_text,
             )
         else:
-            parser.add_argument(
+            target.add_argument(
                 flag,
                 dest=name,
                 type=base,

@@ -22,7 +22,9 @@ from typing import Any
 from peft import PeftModel
 
 from selfbake import tasks
-from selfbake.baking.bake import Baker, BakeSettings, target_form
+from selfbake.baking.families import FORGETTING_FAMILIES
+from selfbake.baking.settings import BakeSettings
+from selfbake.baking.teacher_student import TeacherStudent, target_form
 from selfbake.baking.trajectories import Question
 from selfbake.generation import SamplingParams, TransformersBackend
 from selfbake.models import render_chat
@@ -45,17 +47,17 @@ def strength(
     if not isinstance(model, PeftModel):
         raise ValueError("strength needs the baked PeftModel (with the adapter off it is the base model)")
     settings = settings or BakeSettings()
-    baker = Baker(model, tokenizer, prompt, settings)
+    views = TeacherStudent(model, tokenizer, prompt, settings)
     if held_out and isinstance(held_out[0], Question):
-        held_out = baker.sample(held_out, teacher_uses_adapter=False)
-    kept, teacher, student = baker.encode_kept(held_out)
+        held_out = views.sample(held_out, teacher_uses_adapter=False)
+    kept, teacher, student = views.encode_kept(held_out)
     if not student:
         raise ValueError("no held-out trajectory has a token to measure")
     form = target_form(settings, model, sum(sum(e.trained) for e in student))
-    targets = baker.targets(teacher, form, teacher_uses_adapter=False, sampled=kept)
-    kl_baked, nll = baker.held_out(student, targets)
+    targets = views.targets(teacher, form, teacher_uses_adapter=False, sampled=kept)
+    kl_baked, nll = views.held_out(student, targets)
     with model.disable_adapter():
-        kl_unbaked = baker.val_kl(student, targets)
+        kl_unbaked = views.val_kl(student, targets)
     return {
         "strength": 1.0 - kl_baked / kl_unbaked if kl_unbaked > 0 else 1.0,
         "kl_baked": kl_baked,
@@ -111,9 +113,10 @@ def _view(base, baked, condition: str):
 
 
 def _score_view(
-    base, baked, condition, tokenizer, task_obj, items, system, tools, batch_size, seed, temperature=0.0
+    base, baked, condition, tokenizer, task_obj, items, *, tools=(), temperature=0.0, **score_args
 ):
-    """Score the items under one condition's model view: greedy, or one seeded sample per item."""
+    """Score the items under one condition's model view: greedy, or one seeded sample per item.
+    ``score_args``: system, batch_size, seed, on_batch (``scoring.score``)."""
     model, context = _view(base, baked, condition)
     with context:
         return score(
@@ -121,12 +124,10 @@ def _score_view(
             tokenizer,
             task_obj,
             items,
-            system=system,
             tools=list(tools) or None,
-            batch_size=batch_size,
-            seed=seed,
             temperature=temperature,
             sample_single=temperature > 0,
+            **score_args,
         )
 
 
@@ -145,11 +146,13 @@ def behaviour(
     batch_size: int = 64,
     conditions: tuple[str, ...] = CONDITIONS,
     temperature: float = 0.0,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Behaviour rate and accuracy under each condition on the same frozen test items.
 
     temperature 0 = greedy answers; > 0 samples one answer per item (seeded), which
     shows a partial bake's graded effect that greedy decoding rounds to 0 or 1.
+    ``on_batch(n)`` is told of answers as they finish (for a progress bar).
     """
     detect = detector(behaviour_name)
     items = test_items(task, n, seed, levels)
@@ -162,10 +165,19 @@ def behaviour(
         "temperature": temperature,
     }
     flags: dict[str, dict[str, list[bool]]] = {}
+    common = {"tools": tools, "batch_size": batch_size, "seed": seed, "on_batch": on_batch}
     for condition in conditions:
         system = prompt if condition in ("base_prompted", "baked_reprompted") else None
         result = _score_view(
-            base, baked, condition, tokenizer, task_obj, items, system, tools, batch_size, seed, temperature
+            base,
+            baked,
+            condition,
+            tokenizer,
+            task_obj,
+            items,
+            system=system,
+            temperature=temperature,
+            **common,
         )
         acc = [bool(r["correct"]) for r in result.records]
         beh = [detect(r) for r in result.records] if detect else []
@@ -250,6 +262,7 @@ def drift(
     n: int = 100,
     seed: int = 0,
     batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Behaviour rate vs the number of unrelated turns before the question: base prompted vs baked unprompted."""
     detect = detector(behaviour_name)
@@ -268,25 +281,24 @@ def drift(
             prompts = [render_chat(tokenizer, task_obj.prompt(i), system, history=history) for i in items]
             model, context = _view(base, baked, condition)
             with context:
-                samples = TransformersBackend(model, tokenizer, batch_size=batch_size).generate(
-                    prompts, params
-                )
+                samples = TransformersBackend(
+                    model, tokenizer, batch_size=batch_size, on_batch=on_batch
+                ).generate(prompts, params)
             row[condition] = rate([detect({"output": s.text, "tool_calls": []}) for s in samples])
         rows.append(row)
     return rows
 
 
-FORGETTING_FAMILIES: dict[str, tuple[str | None, tuple[int, ...], tuple[str, ...]]] = {
-    # family: (its own prompt, difficulty levels, tools)
-    "rpn": (None, (2, 3), ()),
-    "brackets": (None, (2, 3), ()),
-    "bignum": (language.TOOLS[0], (1, 2), ("calculator",)),
-    "arithmetic": (language.REASONING[0], (2, 3), ()),
-}
-
-
 def forgetting(
-    base, baked, tokenizer, families: list[str], *, n: int = 300, seed: int = 0, batch_size: int = 64
+    base,
+    baked,
+    tokenizer,
+    families: list[str],
+    *,
+    n: int = 300,
+    seed: int = 0,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Accuracy on other families, each under its own prompt: base vs baked, paired on the same items."""
     out = {}
@@ -296,9 +308,8 @@ def forgetting(
         task_obj = tasks.get(family)
         acc = {}
         for name, condition in (("before", "base_prompted"), ("after", "baked_reprompted")):
-            result = _score_view(
-                base, baked, condition, tokenizer, task_obj, items, system, tools, batch_size, seed
-            )
+            common = {"tools": tools, "batch_size": batch_size, "seed": seed, "on_batch": on_batch}
+            result = _score_view(base, baked, condition, tokenizer, task_obj, items, system=system, **common)
             acc[name] = [bool(r["correct"]) for r in result.records]
         out[family] = {
             "prompt": system,

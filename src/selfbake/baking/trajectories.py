@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,13 +147,20 @@ def sample(
     in_place_cache: bool = True,
     max_tool_calls: int = 4,
     keep_logits: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[Trajectory]:
     """One trajectory per question from ``model`` under ``system`` (the teacher's view).
 
     ``keep_logits``: keep each trajectory's raw sampling logits (single-turn trajectories only).
+    ``on_batch(n)``: told how many trajectories each generation batch (or tool round) finished.
     """
     backend = TransformersBackend(
-        model, tokenizer, batch_size=batch_size, reuse_prefix=reuse_prefix, in_place_cache=in_place_cache
+        model,
+        tokenizer,
+        batch_size=batch_size,
+        reuse_prefix=reuse_prefix,
+        in_place_cache=in_place_cache,
+        on_batch=None if tools else on_batch,
     )
     history = list(history or [])
     if tools:
@@ -163,7 +171,7 @@ def sample(
             + [{"role": "user", "content": q.text}]
             for q in questions
         ]
-        states = run_tool_loop(backend, convs, bound, params, max_calls=max_tool_calls)
+        states = run_tool_loop(backend, convs, bound, params, max_calls=max_tool_calls, on_done=on_batch)
         return [
             Trajectory(q.text, s.messages, s.finish_reason, history)
             for q, s in zip(questions, states, strict=True)
