@@ -16,8 +16,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # (layer, its modules or packages, whether different packages of the layer may import each other)
@@ -229,8 +227,3 @@ def test_the_checker_finds_an_upward_import_through_a_facade(tmp_path):
     assert graph["pkg.low.util"] == {"pkg.top.run"}  # the facade's name resolved to its module
     found = layer_violations(graph, layers, facades_of(root, "pkg"))
     assert found == [("pkg.low.util", "pkg.top.run", "low imports top")]
-
-
-@pytest.mark.parametrize("module", ["selfbake.baking.bake", "selfbake.baking.measure"])
-def test_the_baking_room_lists_its_modules(module):
-    assert module in import_graph(SRC, "selfbake")
