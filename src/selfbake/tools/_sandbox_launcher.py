@@ -105,7 +105,9 @@ def _bytes(text: str | None) -> bytes | None:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _check(libc.mount(_bytes(source), target.encode(), _bytes(fstype), flags, _bytes(data)), f"mount {target}")
+    _check(
+        libc.mount(_bytes(source), target.encode(), _bytes(fstype), flags, _bytes(data)), f"mount {target}"
+    )
 
 
 def _write(path: str, text: str) -> None:
@@ -347,7 +349,7 @@ def _kill_descendants() -> None:
                 break
 
 
-def _init(spec: dict, layers: list[str], report_fd: int, seccomp_filter) -> None:
+def _init(spec: dict, layers: list[str], report_fd: int, seccomp) -> None:
     """Pid 1 of the sandbox (or, unisolated, a subreaper): run the program, report its status."""
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -362,6 +364,10 @@ def _init(spec: dict, layers: list[str], report_fd: int, seccomp_filter) -> None
         layers = layers + ["pidns"]
     else:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    protected = (
+        [] if pid_namespace else spec["protected_pids"] + [os.getppid(), os.getpid()]
+    )  # caller, launcher, init
+    seccomp_filter = _seccomp_filter(seccomp, protected) if seccomp else None
     layers = layers + (["seccomp"] if seccomp_filter is not None else []) + ["nnp"]
     _report(report_fd, layers=layers)
     program = os.fork()
@@ -392,7 +398,6 @@ def main() -> None:
     os.unlink(spec_path)
     report_fd = spec["report_fd"]
     seccomp = _load_seccomp(spec["seccomp_module"])
-    seccomp_filter = _seccomp_filter(seccomp, spec["protected_pids"] + [os.getpid()]) if seccomp else None
     if spec["isolate"]:
         layers, failure = _isolate(spec)
         if failure:  # run_code reruns unisolated only if the caller opted in
@@ -403,7 +408,7 @@ def main() -> None:
     _report(report_fd, layers=layers)
     init = os.fork()
     if init == 0:
-        _init(spec, layers, report_fd, seccomp_filter)
+        _init(spec, layers, report_fd, seccomp)
     os.close(report_fd)
     os.waitpid(init, 0)
 

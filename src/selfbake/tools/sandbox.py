@@ -72,7 +72,7 @@ from selfbake.errors import UserError
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
 UID_RANGE = (1_900_000, 1_999_999)
 UNSAFE_ENV = "SELFBAKE_UNSAFE_CODE"
-_state = {"unsafe_code": False, "refused": None}
+_state = {"unsafe_code": False, "refused": None, "layers": None}
 
 
 class SandboxUnavailable(UserError):
@@ -86,6 +86,13 @@ def allow_unsafe_code(allowed: bool = True) -> None:
 
 def _unsafe_code_allowed() -> bool:
     return _state["unsafe_code"] or os.environ.get(UNSAFE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def ensure_available() -> str:
+    """The layers a program gets here; raises :class:`SandboxUnavailable` up front (once) if it would."""
+    if _state.get("layers") is None:
+        _state["layers"] = run_code("pass").isolation
+    return _state["layers"]
 
 
 def check_file_names(files: dict[str, str]) -> str | None:
