@@ -111,3 +111,22 @@ def test_the_run_code_tool_refuses_up_front_and_the_cli_flag_opts_in(refused):
     sandbox.allow_unsafe_code()
     (tool,) = get_tools(["run_code"])
     assert tool("print(6 * 7)") == "42\n"
+
+
+def test_an_interpreter_under_a_covered_dir_stays_usable(monkeypatch):
+    """/tmp gets a fresh tmpfs and homes are hidden: an interpreter living there is carried over."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="selfbake-py-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        (base / "bin").mkdir(mode=0o755)
+        (base / "bin" / "python3").symlink_to("/usr/bin/python3")
+        monkeypatch.setenv("SELFBAKE_SANDBOX_PYTHON", str(base / "bin" / "python3"))
+        result = run_code("import sys, os\nprint(sys.executable, os.listdir('/tmp'))")
+        assert result.ok, result.stderr
+        assert result.stdout.split()[0] == str(base / "bin" / "python3") and "mountns" in result.isolation
+    finally:
+        shutil.rmtree(base)

@@ -152,8 +152,8 @@ def _read_only_tree() -> None:
         _mount(None, point, None, flags)
 
 
-def _mask(path: str, keep: list[str]) -> None:
-    """Hide ``path`` under an empty read-only tmpfs, carrying over the ``keep`` subtrees inside it."""
+def _cover(path: str, keep: list[str], options: str, read_only: bool) -> None:
+    """A fresh tmpfs over ``path``, carrying over the ``keep`` subtrees inside it (read-only, as is all else)."""
     if os.path.islink(path) or not os.path.isdir(path):
         return
     inside = [k for k in keep if k == path or k.startswith(path.rstrip("/") + "/")]
@@ -165,23 +165,23 @@ def _mask(path: str, keep: list[str]) -> None:
         if fd < 0:
             raise OSError(ctypes.get_errno(), f"open_tree {sub}: cannot keep it visible under {path}")
         clones.append((sub, fd))
-    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
     for sub, fd in clones:
         os.makedirs(sub, exist_ok=True)
         moved = libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, sub.encode(), MOVE_MOUNT_F_EMPTY_PATH)
         _check(0 if moved == 0 else -1, f"move_mount {sub}")
         os.close(fd)
-    _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if read_only:
+        _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def _mounts(spec: dict) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _read_only_tree()
     for path in PRIVATE:
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
+        _cover(path, spec["keep"], f"size={spec['tmpfs_mb']}m,mode=1777", read_only=False)
     for path in [*HIDDEN, *spec["hide"]]:
-        _mask(path, spec["keep"])
+        _cover(path, spec["keep"], "size=1m,mode=755", read_only=True)
 
 
 def _isolate(spec: dict) -> tuple[list[str], str | None]:

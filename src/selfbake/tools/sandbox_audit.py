@@ -54,9 +54,8 @@ class Context:
 
     def __init__(self) -> None:
         self.tag = secrets.token_hex(4)
-        self.secret = "sk-" + secrets.token_hex(12)
-        os.environ["HF_TOKEN"] = self.secret  # the caller's real environment
-        os.environ["SELFBAKE_AUDIT_SECRET"] = self.secret
+        # The caller's real environment: audit_as puts it there at exec (so /proc/PID/environ has it too).
+        self.secret = os.environ.setdefault("HF_TOKEN", "hf_" + secrets.token_hex(12))
         # World-writable, outside every masked place: only the read-only host tree protects it.
         self.dir = Path(tempfile.mkdtemp(prefix="selfbake-audit-", dir=os.environ.get("SELFBAKE_AUDIT_DIR")))
         self.dir.chmod(0o777)
@@ -88,6 +87,8 @@ class Context:
         self.decoy = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(600)", f"--api-key={self.secret}"],
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def _listen(self, sock: socket.socket, address, kind: str) -> socket.socket:
@@ -477,7 +478,7 @@ def _cases() -> list[Case]:
             "privileges",
             "read NoNewPrivs and CapEff of itself",
             "no_new_privs set, no capability",
-            "print(open('/proc/self/status').read())",
+            "print(*[x for x in open('/proc/self/status') if x.startswith(('NoNewPrivs', 'CapEff'))], sep='')",
             lambda r, c: expect(
                 nnp="NoNewPrivs:\t1" in r.stdout, no_caps="CapEff:\t0000000000000000" in r.stdout
             ),
@@ -520,37 +521,30 @@ def _cases() -> list[Case]:
                 no_fd="wrote" not in r.stdout, not_forged="forged" not in r.isolation and r.exit_code == 3
             ),
         ),
-        Case(
-            "files= traversal",
-            "files={'../../run/lock/x': ...}",
-            "an error result; nothing written",
-            "print('ran')",
-            lambda r, c: expect(
-                rejected=r.killed_reason == "bad file name" and "ran" not in r.stdout,
-                nothing=not os.path.exists(f"/run/lock/trav-{c.tag}"),
-            ),
-            {"files": "traversal"},
-        ),
-        Case(
-            "files= absolute name",
-            "files={'/run/lock/x': ...}",
-            "an error result; nothing written",
-            "print('ran')",
-            lambda r, c: expect(
-                rejected=r.killed_reason == "bad file name" and "ran" not in r.stdout,
-                nothing=not os.path.exists(f"/run/lock/abs-{c.tag}"),
-            ),
-            {"files": "absolute"},
-        ),
+        _bad_file_name("files= traversal", "../../../../../../run/lock/trav-{tag}"),
+        _bad_file_name("files= absolute name", "/run/lock/abs-{tag}"),
     ]
+
+
+def _bad_file_name(title: str, name: str) -> Case:
+    """A ``files=`` name that would land on the host, outside the work dir."""
+    return Case(
+        title,
+        f"files={{{name.replace('{tag}', 'x')!r}: ...}}",
+        "an error result; nothing written",
+        "print('ran')",
+        lambda r, c: expect(
+            rejected=r.killed_reason == "bad file name" and "ran" not in r.stdout,
+            nothing=not os.path.exists("/run/lock/" + name.format(tag=c.tag).rsplit("/", 1)[1]),
+        ),
+        {"files": {name: "planted"}},
+    )
 
 
 def _options(case: Case, ctx: Context) -> dict:
     options = dict(case.options)
-    if options.get("files") == "traversal":
-        options["files"] = {f"../../../../../../run/lock/trav-{ctx.tag}": "planted"}
-    elif options.get("files") == "absolute":
-        options["files"] = {f"/run/lock/abs-{ctx.tag}": "planted"}
+    if "files" in options:
+        options["files"] = {name.format(tag=ctx.tag): text for name, text in options["files"].items()}
     return options
 
 
@@ -563,7 +557,8 @@ def _evidence(result: ExecResult) -> str:
     lines = result.stdout.strip().splitlines()
     if not result.ok and result.stderr.strip():
         lines = [result.stderr.strip().splitlines()[-1]]
-    return "; ".join(lines[:2])[:70] or "(no output)"
+    text = "; ".join(lines[:2]).replace("\0", " ").replace("\t", " ")
+    return text[:70] or "(no output)"
 
 
 def run_case(case: Case, ctx: Context) -> dict:
@@ -587,12 +582,13 @@ def run_case(case: Case, ctx: Context) -> dict:
     }
 
 
-def audit(workers: int = 4) -> list[dict]:
-    """Every case against this process's own planted targets; rows in case order."""
+def audit(workers: int = 4, only: list[str] | None = None) -> list[dict]:
+    """Every case (or those named in ``only``) against this process's own planted targets, in case order."""
     ctx = Context()
+    cases = [case for case in _cases() if only is None or case.name in only]
     try:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            rows = list(pool.map(lambda case: run_case(case, ctx), _cases()))
+            rows = list(pool.map(lambda case: run_case(case, ctx), cases))
         _gone(PRELUDE_SIGNATURE)
         leftovers = host_processes_with(PRELUDE_SIGNATURE)
         rows.append(
@@ -641,6 +637,9 @@ def audit_as(uid: int = 65534, gid: int = 65534, timeout_s: float = 300) -> list
     try:
         _copy_for(work)
         (work / "home").mkdir()
+        work.chmod(
+            0o755
+        )  # the world-writable target dir inside must be reachable: only read-only mounts guard it
         for path in [work, *work.rglob("*")]:
             os.chown(path, uid, gid)
         python = (
@@ -655,6 +654,7 @@ def audit_as(uid: int = 65534, gid: int = 65534, timeout_s: float = 300) -> list
             "HOME": str(work / "home"),
             "LANG": "C.UTF-8",
             "SELFBAKE_AUDIT_DIR": str(work),
+            "HF_TOKEN": "hf_" + secrets.token_hex(12),  # the secret, in the caller's real environment
         }
         drop = {} if uid == os.geteuid() else {"user": uid, "group": gid, "extra_groups": []}
         done = subprocess.run(
