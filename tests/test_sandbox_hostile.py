@@ -1,4 +1,4 @@
-"""Every hostile program of ``selfbake.tools.sandbox_audit`` is contained, as root and as an
+"""Every hostile program of ``selfbake.tools.sandbox_hostile`` is contained, as root and as an
 unprivileged user.
 
 Each mode runs the whole catalogue in a child process -- the "caller" whose environment
@@ -14,9 +14,10 @@ import os
 import pytest
 
 from selfbake.tools import sandbox_audit
+from selfbake.tools.sandbox_hostile import hostile_programs
 
 ROOT = os.geteuid() == 0
-CASES = [case.name for case in sandbox_audit._cases()] + ["no sandboxed process left"]
+CASES = [case.name for case in hostile_programs()] + ["no sandboxed process left"]
 MODES = ["caller", "nobody"]
 
 

@@ -8,9 +8,10 @@ because ``-S`` leaves site-packages off ``sys.path``). Three processes:
   directly; otherwise (or where root may not) a user namespace as well, with only
   the caller's own uid mapped -- then the mounts: the whole host tree read-only,
   fresh tmpfs over /tmp, /dev/shm and /var/tmp (the only writable places), empty
-  read-only tmpfs over /run, /var/run, /var/lock and, without root, the caller's
-  home, /home and /root. It reports the layers that hold and refuses to go on
-  when one is missing, unless the caller opted in to running without isolation.
+  read-only tmpfs over /run, /var/run, /var/lock, /home, /root and the
+  caller's home (subtrees the interpreter needs are carried over). It reports
+  the layers that hold, or that isolation failed and why: then ``run_code``
+  reruns it unisolated only if the caller opted in.
 - **init** (its child): pid 1 of the new pid namespace; mounts a /proc of that
   namespace, forbids further user namespaces there (``user.max_user_namespaces``
   is per user namespace) and waits. When the program exits, init reports its
@@ -359,7 +360,7 @@ def _init(spec: dict, layers: list[str], report_fd: int, seccomp) -> None:
         try:
             _mount_proc("userns" in layers)
         except OSError as exc:
-            _report(report_fd, refused=f"cannot mount /proc for the pid namespace ({exc})")
+            _report(report_fd, refused=f"pid namespace setup failed ({exc})")
             os._exit(0)
         layers = layers + ["pidns"]
     else:

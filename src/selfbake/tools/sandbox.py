@@ -21,7 +21,7 @@ run:
   fresh private tmpfs (the work dir is /tmp/work), gone with the run; /run,
   /var/run and /var/lock (daemon sockets, world-writable lock dirs) are hidden
   under empty read-only tmpfs, and so are /home, /root and the caller's home
-  when not root (the interpreter's own tree is carried over if it lives there).
+  (an interpreter or venv living under a covered dir is carried over, read-only).
 - ``pidns``: the program's own pid namespace and /proc: no host process is
   visible or can be signalled; when the program exits or times out, everything
   it started dies with the namespace, ``setsid`` daemons included.
@@ -182,10 +182,9 @@ def _seccomp_module() -> str | None:
 
 
 def _hidden_homes() -> list[str]:
-    if os.geteuid() == 0:
-        return []  # the sandbox uid cannot read private homes anyway
+    """Homes, the caller's included: world-readable files of users' (and a non-root caller's own) stay out of sight."""
     home = os.path.realpath(os.environ.get("HOME") or os.path.expanduser("~"))
-    return ["/home", "/root"] + ([home] if home.count("/") >= 2 or home.startswith("/home") else [])
+    return sorted({"/home", "/root", home} - {"/"})
 
 
 def _kept_paths(python: str) -> list[str]:
