@@ -236,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--config", dest="_config_file", metavar="FILE.yaml", help="YAML file of settings")
         p.add_argument("--debug", dest="_debug", action="store_true", help="show full tracebacks")
+        p.add_argument(
+            "--unsafe-code",
+            dest="_unsafe_code",
+            action="store_true",
+            help="run model-written code even where the sandbox cannot isolate it (no user namespaces)",
+        )
         add_config_flags(p, command.config())
     return parser
 
@@ -265,6 +271,10 @@ def run(argv: list[str]) -> None:
         parser.print_help()
         raise UserError("no command given")
     overrides = _split_leftovers(leftovers, parser, args.command)
+    if args._unsafe_code:
+        from selfbake.tools.sandbox import allow_unsafe_code
+
+        allow_unsafe_code()
     command = COMMANDS[args.command]
     flags = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
     config = resolve(command.config(), config_file=args._config_file, flags=flags, overrides=overrides)

@@ -64,6 +64,13 @@ def _run_code_tool(code: str) -> str:
     return run_code(code, timeout_s=5).summary()
 
 
+def _run_code_factory(ctx: dict[str, Any]) -> Callable[[str], str]:
+    from selfbake.tools.sandbox import ensure_available
+
+    ensure_available()  # no isolation and no --unsafe-code: one clear error now, not one per tool call
+    return _run_code_tool
+
+
 # name -> (description, parameter, factory(context) -> fn)
 SPECS: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[str], str]]]] = {
     "calculator": (
@@ -74,7 +81,7 @@ SPECS: dict[str, tuple[str, str, Callable[[dict[str, Any]], Callable[[str], str]
     "run_code": (
         "Run a Python program in a sandbox and return its output.",
         "code",
-        lambda ctx: _run_code_tool,
+        _run_code_factory,
     ),
     "read_file": (
         "Read a text file (path relative to the data directory).",
