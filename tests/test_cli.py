@@ -270,3 +270,26 @@ def test_version_and_env_print_what_a_bug_report_needs(capsys):
         assert lines[key]
     code, out, _ = run_cli(capsys, "env", "--format", "json")
     assert code == 0 and json.loads(out)["peft"] == lines["peft"]
+
+
+def test_a_generate_run_emits_no_future_warning(capsys, tmp_path):
+    """transformers' cache API as it is now (``cache=``), so users see no deprecation warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        code, _, err = run_cli(
+            capsys,
+            "generate",
+            *("--model", "random:llama-tiny", "--prompt", "hi", "--prompt", "hello there", "--n", "2"),
+            *(
+                "--system",
+                "You are terse and careful. " * 4,
+                "--max-new-tokens",
+                "6",
+                "--out",
+                str(tmp_path / "g"),
+            ),
+        )
+    assert code == 0, err
+    assert "FutureWarning" not in err and "deprecated" not in err
