@@ -40,11 +40,12 @@ def test_a_report_of_an_unknown_run_groups_splits_tables_nested_dicts_and_plots_
         for split in ("dev", "test"):
             run.log(step, accuracy=0.1 * step, split=split)
     run.log(9, final_score=0.5)  # one point: a table row, not a plot
+    run.log(9, final_score=0.7)  # two points at one step are not a curve either
     run.finish({"best": {"accuracy": 0.3, "n": 4}, "layers": [{"name": "a", "strength": 0.5}]})
     page = write_report(run.path).read_text()
     assert page.count("<img") == 2  # loss, and accuracy with a line per split; bool, str, step, time are not
     assert 'alt="accuracy: dev/accuracy, test/accuracy"' in page and 'alt="loss"' in page
-    assert "final_score" in page and 'alt="final_score"' not in page
+    assert "<td>final_score</td><td>9</td><td>0.7</td>" in page and 'alt="final_score"' not in page
     assert "summary › best" in page and "summary › layers" in page  # nested data as tables
     assert '{"' not in page and "{&#34;" not in page  # no JSON blob anywhere
     assert "lr: 0.1" in page

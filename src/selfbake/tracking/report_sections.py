@@ -104,17 +104,21 @@ def curve_figures(metrics: list[dict], *, group_key: str | None = None, xlabel: 
     """A curve per metric that has two or more points; single points go to a table instead."""
     figures, single = [], []
     for name, groups in sorted(series_from(metrics, group_key).items()):
-        long = {g or name: s for g, s in groups.items() if len(s[0]) >= 2}
+        long = {g or name: s for g, s in groups.items() if len(set(s[0])) >= 2}  # a curve needs 2+ x values
         if long:
             title = (titles or {}).get(name, name)
             labelled = [f"{g}/{name}" for g in groups if g and g in long]
             alt = f"{title}: " + ", ".join(labelled) if labelled else ""
             figures.append(curves(title, long, xlabel=xlabel, alt=alt))
         for g, (xs, ys) in groups.items():
-            if len(xs) < 2:
-                single.append([f"{g}/{name}" if g else name, fmt(xs[0]), fmt(ys[0])])
+            if len(set(xs)) < 2:
+                single += [
+                    [f"{g}/{name}" if g else name, fmt(x), fmt(y)] for x, y in zip(xs, ys, strict=True)
+                ]
     return figures, (
-        Table(["metric", xlabel, "value"], single, "logged once (not a curve)") if single else None
+        Table(["metric", xlabel, "value"], single, "logged at one step only (not a curve)")
+        if single
+        else None
     )
 
 
