@@ -246,3 +246,50 @@ def test_eval_bad_inputs(capsys, tmp_path):
     assert code == 2 and "no task" in err
     code, _, err = run_cli(capsys, "eval", "--compare", str(tmp_path), str(tmp_path))
     assert code == 2 and "not a finished eval run" in err
+
+
+def test_version_and_env_print_what_a_bug_report_needs(capsys):
+    import importlib.metadata
+
+    import torch
+
+    from selfbake import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"selfbake {__version__}"
+    code, out, _ = run_cli(capsys, "env")
+    assert code == 0 and out.startswith("Copy and paste")
+    lines = dict(line[2:].split(": ", 1) for line in out.splitlines() if line.startswith("- "))
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):
+        assert lines[name] == importlib.metadata.version(name)
+    assert lines["selfbake"].startswith(__version__)
+    assert lines["torch threads"] == str(torch.get_num_threads())
+    assert lines["cuda available"] == ("yes" if torch.cuda.is_available() else "no")
+    for key in ("python", "platform", "device (auto)", "cuda version (torch build)", "gpus"):
+        assert lines[key]
+    code, out, _ = run_cli(capsys, "env", "--format", "json")
+    assert code == 0 and json.loads(out)["peft"] == lines["peft"]
+
+
+def test_a_generate_run_emits_no_future_warning(capsys, tmp_path):
+    """transformers' cache API as it is now (``cache=``), so users see no deprecation warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        code, _, err = run_cli(
+            capsys,
+            "generate",
+            *("--model", "random:llama-tiny", "--prompt", "hi", "--prompt", "hello there", "--n", "2"),
+            *(
+                "--system",
+                "You are terse and careful. " * 4,
+                "--max-new-tokens",
+                "6",
+                "--out",
+                str(tmp_path / "g"),
+            ),
+        )
+    assert code == 0, err
+    assert "FutureWarning" not in err and "deprecated" not in err

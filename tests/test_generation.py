@@ -343,3 +343,36 @@ def test_decode_drops_finished_rows_and_samples_what_generate_samples(params, sy
             assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
     if params.stop:
         assert {s.finish_reason for s in a} >= {"stop", "eos"}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"in_place_cache": False}, {"drop_finished": False}, {"reuse_prefix": False}],
+    ids=["shrinking-decode", "dynamic-cache", "generate", "no-prefix"],
+)
+def test_sampling_uses_the_current_cache_api_without_deprecation_warnings(llama, options):
+    """transformers 5.2x renamed ``past_key_values`` to ``cache``: no FutureWarning, no deprecation log line."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    model, tok = llama
+    long_system = "You are a careful assistant who checks every step. " * 4  # a shared prefix to reuse
+    prompts = [render_chat(tok, f"What is {i} + {i}?", long_system) for i in range(3)]
+    hf_logging.warning_once.cache_clear()  # the deprecation line is logged once per process
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    hf_logger = hf_logging.get_logger("transformers")
+    hf_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            samples = TransformersBackend(model, tok, **options).generate(
+                prompts, SamplingParams(max_new_tokens=6, temperature=0, logprobs=True)
+            )
+    finally:
+        hf_logger.removeHandler(handler)
+    assert len(samples) == 3 and all(s.token_ids for s in samples)
+    assert not [m for m in messages if "deprecated" in m], messages

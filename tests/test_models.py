@@ -140,3 +140,139 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# --- a bake's run directory, its adapter directory and its --merge output load like any model (issue 26)
+
+
+@pytest.fixture(scope="module")
+def baked_run(tmp_path_factory):
+    from tinyruns import tiny_bake
+
+    return tiny_bake(tmp_path_factory.mktemp("bake") / "run", "--merge")
+
+
+def _logits(model, tok, text="What is 2 + 2?"):
+    ids = tok(render_chat(tok, text), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        return model(**ids).logits
+
+
+def test_a_bake_run_and_its_adapter_load_as_the_baked_model(baked_run):
+    from selfbake.baking import load_baked
+    from selfbake.models import load_adapter_stack
+
+    reference, tok = load_baked(baked_run)
+    expected = _logits(reference, tok)
+    base, _ = load("random:llama-tiny")
+    assert not torch.allclose(_logits(base, tok), expected, atol=1e-3)  # the bake changed the model
+    for spec in (baked_run, baked_run / "adapter", baked_run / "merged"):
+        model, tok = load(str(spec))
+        assert type(model).__name__ == "LlamaForCausalLM"  # a plain model every command can use
+        assert torch.allclose(_logits(model, tok), expected, atol=1e-5), spec
+    stacked, tok = load_adapter_stack(baked_run)  # unmerged: load_baked's model exactly
+    assert torch.equal(_logits(stacked, tok), expected)
+
+
+def test_an_adapter_keeps_the_base_seed_of_its_run(baked_run, tmp_path):
+    """A random: base is rebuilt with the run's seed; another seed is another base."""
+    import shutil
+
+    import yaml
+
+    other = tmp_path / "run"
+    shutil.copytree(baked_run, other)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**config, "seed": 5}))
+    same, tok = load(str(baked_run))
+    reseeded, _ = load(str(other))
+    assert not torch.allclose(_logits(same, tok), _logits(reseeded, tok), atol=1e-3)
+
+
+def test_a_run_directory_without_an_adapter_says_so(tmp_path):
+    (tmp_path / "config.yaml").write_text("model: random:llama-tiny\n")
+    with pytest.raises(UserError, match="no adapter_config.json.*run directory without adapter/"):
+        load(str(tmp_path))
+
+
+def _corrupt(path, how):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else os.urandom(4096))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_corrupt_model_weights_are_a_user_error_naming_the_file(llama, tmp_path, how):
+    from selfbake.errors import WeightsError
+
+    save(*llama, tmp_path / "m")
+    _corrupt(tmp_path / "m" / "model.safetensors", how)
+    with pytest.raises(WeightsError, match=r"corrupt or truncated weights file .*m/model\.safetensors"):
+        load(str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_corrupt_adapter_weights_are_a_user_error_naming_the_file(baked_run, tmp_path, how):
+    import shutil
+
+    from selfbake.errors import WeightsError
+    from selfbake.models import load_adapter_stack
+
+    run = tmp_path / "run"
+    shutil.copytree(baked_run, run, ignore=shutil.ignore_patterns("merged", "checkpoints"))
+    _corrupt(run / "adapter" / "adapter_model.safetensors", how)
+    for loader in (load, load_adapter_stack):
+        with pytest.raises(WeightsError, match=r"run/adapter/adapter_model\.safetensors"):
+            loader(str(run))
+
+
+@pytest.mark.parametrize("target", ["model", "adapter"])
+def test_cli_corrupt_weights_exit_2_with_one_line(baked_run, llama, tmp_path, capsys, target):
+    import shutil
+
+    from selfbake.cli import main
+
+    if target == "model":
+        spec = save(*llama, tmp_path / "m")
+        bad = spec / "model.safetensors"
+    else:
+        spec = tmp_path / "run"
+        shutil.copytree(baked_run, spec, ignore=shutil.ignore_patterns("merged", "checkpoints"))
+        bad = spec / "adapter" / "adapter_model.safetensors"
+    _corrupt(bad, "truncated")
+    capsys.readouterr()  # the save's own progress lines
+    code = main(["generate", "--model", str(spec), "--prompt", "hi", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(bad) in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_eval_and_generate_take_a_bake_run_and_its_adapter(baked_run, tmp_path, capsys):
+    """eval --model RUN gives the --merge output's answers, not the base's; generate --model RUN/adapter
+    samples what load_baked's model samples."""
+    import json
+
+    from tinyruns import tiny_eval
+
+    from selfbake.baking import load_baked
+    from selfbake.cli import main
+    from selfbake.generation import SamplingParams, TransformersBackend
+
+    def answers(model):
+        out = tiny_eval(tmp_path / f"eval-{len(list(tmp_path.iterdir()))}", model)
+        return [json.loads(x)["output"] for x in (out / "samples.jsonl").read_text().splitlines()]
+
+    baked = answers(str(baked_run))
+    assert baked == answers(str(baked_run / "merged"))
+    assert baked != answers("random:llama-tiny")
+
+    prompt = "What is 2 + 2?"
+    args = ["--model", str(baked_run / "adapter"), "--temperature", "0", "--max-new-tokens", "10"]
+    code = main(["generate", *args, "--prompt", prompt, "--out", str(tmp_path / "g")])
+    assert code == 0, capsys.readouterr().err
+    sample = json.loads((tmp_path / "g" / "samples.jsonl").read_text().splitlines()[0])
+    model, tok = load_baked(baked_run)
+    params = SamplingParams(temperature=0, max_new_tokens=10)
+    expected = TransformersBackend(model, tok).generate([render_chat(tok, prompt)], params)[0]
+    base_model, _ = load("random:llama-tiny")
+    base = TransformersBackend(base_model, tok).generate([render_chat(tok, prompt)], params)[0]
+    assert sample["text"] == expected.text and expected.token_ids != base.token_ids

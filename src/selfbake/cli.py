@@ -33,6 +33,22 @@ class ReportConfig(Config):
     run_dir: str = Field(description="run directory to summarise", json_schema_extra={"positional": True})
 
 
+class EnvConfig(Config):
+    """Settings of ``selfbake env``."""
+
+    format: typing.Literal["text", "json"] = Field("text", description="a list to paste, or one JSON object")
+
+
+def cmd_env(config: EnvConfig) -> None:
+    """Print what a bug report needs: versions, platform, device, threads, CUDA and GPUs."""
+    import json
+
+    from selfbake.environment import environment, format_environment
+
+    facts = environment()
+    print(json.dumps(facts, indent=2) if config.format == "json" else format_environment(facts))
+
+
 def cmd_generate(config) -> None:
     from selfbake.generate import run_generate
 
@@ -127,6 +143,9 @@ COMMANDS: dict[str, Command] = {
     "forge": Command("train the bundled tiny chat model from scratch on CPU", _forge_config, cmd_forge),
     "report": Command(
         "write RUN_DIR/report.html: summary table and metric plots", lambda: ReportConfig, cmd_report
+    ),
+    "env": Command(
+        "print versions, platform, device, CUDA and GPUs for a bug report", lambda: EnvConfig, cmd_env
     ),
 }
 

@@ -9,3 +9,7 @@ class UserError(Exception):
     """Bad input: a missing file, an unknown key, an impossible setting."""
 
     exit_code = 2
+
+
+class WeightsError(UserError):
+    """A model or adapter weights file that cannot be read (corrupt, truncated, not safetensors); names the file."""

@@ -31,6 +31,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from selfbake.generation.kvcache import cache_keyword
 from selfbake.generation.params import SamplingParams
 
 
@@ -96,13 +97,14 @@ def decode(
     step_positions = positions[:, cached:]
     end = torch.tensor(sorted(end_ids), device=device, dtype=torch.long)
     last_only = {"logits_to_keep": 1} if keeps_last_logits(model) else {}
+    cache_arg = cache_keyword(model)
     for step in range(params.max_new_tokens):
         out = model(
             input_ids=step_ids,
             attention_mask=mask,
             position_ids=step_positions,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_arg: cache},
             **last_only,
         )
         logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)

@@ -37,7 +37,13 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from selfbake.generation.backend import Backend
 from selfbake.generation.decode import decode
-from selfbake.generation.kvcache import common_prefix_len, growing_cache, supports_growing_cache
+from selfbake.generation.kvcache import (
+    cache_keyword,
+    common_prefix_len,
+    growing_cache,
+    returned_cache,
+    supports_growing_cache,
+)
 from selfbake.generation.params import Sample, SamplingParams
 from selfbake.generation.shared_prefix import SharedPrefixCache, can_share_prefix, use_shared_prefix_attention
 
@@ -121,6 +127,7 @@ class TransformersBackend(Backend):
         self.in_place_cache = in_place_cache and use_cache and supports_growing_cache(model)
         self.prefix_attention = prefix_attention and self.in_place_cache and can_share_prefix(model)
         self.drop_finished = drop_finished
+        self.cache_key = cache_keyword(model)  # "cache" on current transformers, "past_key_values" before
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         eos = model.generation_config.eos_token_id
@@ -170,7 +177,7 @@ class TransformersBackend(Backend):
         if n < self.min_prefix_tokens:
             return None
         out = self.model(input_ids=torch.tensor([ids[0][:n]], device=self.device), use_cache=True)
-        return ids[0][:n], out.past_key_values
+        return ids[0][:n], returned_cache(out)
 
     def _encode(self, texts: list[str], prefix, max_new_tokens: int) -> dict:
         """Left-padded batch, or prefix + padding + suffix with the prefix's cache attached."""
@@ -181,7 +188,7 @@ class TransformersBackend(Backend):
                 ).to(self.device)
             )
             if self.in_place_cache:
-                enc["past_key_values"] = growing_cache(self.model, enc["input_ids"].shape[1] + max_new_tokens)
+                enc[self.cache_key] = growing_cache(self.model, enc["input_ids"].shape[1] + max_new_tokens)
             return enc
         prefix_ids, cache = prefix
         suffixes = [self.tokenizer(t, add_special_tokens=False).input_ids[len(prefix_ids) :] for t in texts]
@@ -202,7 +209,7 @@ class TransformersBackend(Backend):
         return {
             "input_ids": torch.tensor(rows, device=self.device),
             "attention_mask": torch.tensor(mask, device=self.device),
-            "past_key_values": batch_cache,
+            self.cache_key: batch_cache,
         }
 
     @torch.no_grad()
@@ -216,7 +223,7 @@ class TransformersBackend(Backend):
         if any(params.stop):
             stopper = StopOnStrings(self.tokenizer, params.stop, prompt_len, len(texts), self.device)
             criteria.append(stopper)
-        shared = isinstance(enc.get("past_key_values"), SharedPrefixCache)
+        shared = isinstance(enc.get(self.cache_key), SharedPrefixCache)
         ending_ids = self.eos_ids | set(params.stop_token_ids)
         with use_shared_prefix_attention(self.model) if shared else nullcontext():
             if self.drop_finished and self.in_place_cache:
@@ -224,7 +231,7 @@ class TransformersBackend(Backend):
                     self.model,
                     enc["input_ids"],
                     enc["attention_mask"],
-                    enc["past_key_values"],
+                    enc[self.cache_key],
                     params,
                     end_ids=ending_ids,
                     stop_hit=stopper.hit if stopper is not None else None,

@@ -11,11 +11,17 @@ model's matmuls 7 %.
 length is known, doubled when not), writes new keys/values into it, and hands
 attention a view of the filled part. Everything else — masks, lengths,
 ``get_seq_length``, batch expansion — behaves as ``DynamicLayer`` does, so it
-drops into ``model.generate(past_key_values=...)`` for any model whose layers
+drops into ``model.generate(cache=...)`` for any model whose layers
 are all full attention (sliding-window models keep transformers' own cache).
+
+transformers 5.2x renamed the cache argument and output field from
+``past_key_values`` to ``cache`` and warns (FutureWarning) on the old name;
+``cache_keyword`` / ``returned_cache`` use the name the installed version reads.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
@@ -108,6 +114,17 @@ class GrowingCache(DynamicCache):
 
     def __init__(self, n_layers: int, reserve: int = 0):
         Cache.__init__(self, layers=[GrowingLayer(reserve) for _ in range(n_layers)])
+
+
+def cache_keyword(model) -> str:
+    """The forward/generate argument that takes a KV cache: ``cache`` (current) or ``past_key_values`` (older)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(output):
+    """The KV cache a forward pass with ``use_cache=True`` returned, under either field name."""
+    return output["cache"] if "cache" in output.keys() else output["past_key_values"]
 
 
 def growing_cache(model, reserve: int = 0) -> GrowingCache:

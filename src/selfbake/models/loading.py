@@ -1,7 +1,9 @@
 """Load and save any Hugging Face causal LM, with clear errors for bad specs.
 
 A spec is one of: ``random:<arch>-<size>`` (a tiny random model built here,
-for tests), a local model directory, or a hub id (``org/name``). Local paths
+for tests), a local model directory, a run or adapter directory of LoRA
+adapters over a base (``adapters``: e.g. what ``selfbake bake`` writes), or a
+hub id (``org/name``). Local paths
 are recognised before the hub is tried, so a typo in a path says "no such
 directory" instead of a hub error. Device "auto" picks cuda, then mps, then cpu;
 dtype "auto" picks bfloat16 on a GPU that supports it and float32 elsewhere.
@@ -16,7 +18,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from selfbake.errors import UserError
+from selfbake.errors import UserError, WeightsError
+from selfbake.models.adapters import AdapterStack, check_safetensors, find_adapters, load_adapters
 
 DTYPES = {
     "float32": torch.float32,
@@ -95,13 +98,41 @@ def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str = "auto", 
         if not path.is_dir():
             raise UserError(f"model path {spec} is a file; expected a Hugging Face model directory")
         if not (path / "config.json").exists():
-            raise UserError(f"{spec} is not a Hugging Face model directory (no config.json)")
+            stack = find_adapters(path)
+            if stack is None:
+                raise UserError(
+                    f"{spec} is not a model directory: no config.json, no adapter_config.json, "
+                    "and no adapter/ of a bake run"
+                    + (
+                        " (a run directory without adapter/: pass the adapter directory in it)"
+                        if (path / "config.yaml").exists()
+                        else ""
+                    )
+                )
+            return _load_merged(stack, torch_dtype, device)
+        check_safetensors(path)
         source = str(path)
     elif _looks_like_path(spec):
         raise UserError(f"model directory not found: {spec}")
     else:
         source = spec
     return _from_pretrained(source, spec, torch_dtype, dev)
+
+
+def load_adapter_stack(path: str | Path, *, dtype: str | torch.dtype = "float32", device: str = "auto"):
+    """``(PeftModel, tokenizer)``: the base of a run or adapter directory with its adapter layers stacked, unmerged."""
+    stack = find_adapters(path)
+    if stack is None:
+        raise UserError(f"{path} holds no adapters (no adapter_config.json, layers.json or adapter/)")
+    base, tokenizer = load(stack.base, dtype=dtype, device=device, seed=stack.seed)
+    return load_adapters(stack, base), tokenizer
+
+
+def _load_merged(stack: AdapterStack, torch_dtype: torch.dtype, device: str):
+    """The base with the adapters merged in float32 (a half-precision merge would round a small delta away)."""
+    base, tokenizer = load(stack.base, dtype=torch.float32, device=device, seed=stack.seed)
+    model = load_adapters(stack, base).merge_and_unload()
+    return model.to(dtype=torch_dtype).eval(), tokenizer
 
 
 def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
@@ -135,9 +166,13 @@ def _from_pretrained(source: str, spec: str, torch_dtype: torch.dtype, dev: torc
                     f"cannot load model '{spec}': not in the local Hugging Face cache and {reason}"
                 ) from None
             local_only = False
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_only)
+    except SafetensorError as exc:  # a local directory's files were checked first; this is a hub download's
+        raise WeightsError(f"cannot load model '{spec}': corrupt weights file ({exc})") from None
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = "local directory" if is_local else "hub id"

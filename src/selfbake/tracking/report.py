@@ -1,25 +1,56 @@
-"""``selfbake report RUN_DIR``: one self-contained HTML page for a run.
+"""``selfbake report RUN_DIR``: one self-contained HTML page for a run, shaped by the command that wrote it.
 
-The page holds the summary as a table, the resolved config, and a matplotlib
-plot (embedded as base64 PNG) of every numeric series in metrics.jsonl, with
-``step`` (or the line number) on the x axis; lines tagged with a ``split``
-(expert iteration's dev/test/hard per iteration) give one series per split. No network, no external assets.
+A bake's page shows the before/after table the terminal prints, its layers and
+its training curves; an eval's shows accuracy per task as bars with 95 %
+intervals; an iteration's, accuracy per iteration as curves
+(``report_sections`` decides, per command). Figures are matplotlib PNGs
+embedded as base64 and the page is rendered by a jinja2 template with
+autoescaping: no network, no external assets, nothing to run in the browser.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from selfbake.errors import UserError
+from selfbake.tracking.report_sections import infer_command, sections_for
 from selfbake.tracking.rundir import atomic_write_text
 
-SKIP_SERIES = {"step", "time"}
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>selfbake {{ command }} report: {{ name }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}.sub{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:.6em 0 1.4em}th,td{border:1px solid #ccc;padding:4px 8px;
+text-align:left;font-size:14px;vertical-align:top}thead th{background:#f4f4f4}caption{text-align:left;
+color:#555;font-size:13px;padding-bottom:4px;caption-side:top}
+figure{display:inline-block;margin:6px}figure img{border:1px solid #eee;max-width:100%}
+.note{color:#444;font-size:14px}pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:13px}
+</style></head><body>
+<h1>{{ name }}</h1>
+<p class="sub">selfbake {{ command }}{% if not finished %} — <b>unfinished run</b> (no summary.json){% endif %}</p>
+{% for section in sections %}
+<section><h2>{{ section.title }}</h2>
+{% for table in section.tables %}
+<table>{% if table.caption %}<caption>{{ table.caption }}</caption>{% endif %}
+<thead><tr>{% for column in table.columns %}<th>{{ column }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in table.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table>
+{% endfor %}
+{% for note in section.notes %}<p class="note">{{ note }}</p>{% endfor %}
+{% for figure in section.figures %}<figure><img class="plot" alt="{{ figure.alt }}"
+ src="data:image/png;base64,{{ figure.png }}"></figure>{% endfor %}
+</section>
+{% endfor %}
+{% if config %}<section><h2>Config</h2><pre>{{ config }}</pre></section>{% endif %}
+</body></html>
+"""
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -36,61 +67,6 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def numeric_series(records: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
-    series: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for index, record in enumerate(records):
-        x = record.get("step")
-        x = index if not isinstance(x, (int, float)) else x
-        split = record.get("split")  # lines of several splits (dev, test) make one series each
-        prefix = f"{split}/" if isinstance(split, str) else ""
-        for key, value in record.items():
-            if key in SKIP_SERIES or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            xs, ys = series[prefix + key]
-            xs.append(x)
-            ys.append(value)
-    return dict(series)
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.extend(flatten(value, name + "."))
-        else:
-            rows.append((name, value))
-    return rows
-
-
-def plot_png(name: str, xs: list[float], ys: list[float]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(4.8, 3.0), dpi=110)
-    ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, linewidth=1.5)
-    ax.set_title(name)
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=all(float(x).is_integer() for x in xs)))
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-        for k, v in rows
-    )
-    return f"<table>{body}</table>"
-
-
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -103,24 +79,19 @@ def write_report(run_dir: str | Path) -> Path:
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     except json.JSONDecodeError:
         raise UserError(f"{summary_path} is not valid JSON") from None
+    if summary is not None and not isinstance(summary, dict):
+        raise UserError(f"{summary_path} is not a JSON object")
+    command = infer_command(summary, metrics)
     config_path = run_dir / "config.yaml"
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>selfbake report: {html.escape(run_dir.name)}</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
-        "table{border-collapse:collapse;margin-bottom:1.5em}th,td{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:left;font-size:14px}th{background:#f4f4f4}img{margin:6px;border:1px solid #eee}"
-        "pre{background:#f8f8f8;padding:1em;overflow:auto}",
-        "</style></head><body>",
-        f"<h1>{html.escape(run_dir.name)}</h1>",
-        "<h2>Summary</h2>",
-        _table(flatten(summary)) if summary is not None else "<p><b>Unfinished run:</b> no summary.json.</p>",
-    ]
-    series = numeric_series(metrics)
-    parts.append(f"<h2>Metrics ({len(metrics)} records, {len(series)} series)</h2>")
-    for name, (xs, ys) in sorted(series.items()):
-        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{plot_png(name, xs, ys)}'>")
-    if config_path.exists():
-        parts.append(f"<h2>Config</h2><pre>{html.escape(config_path.read_text())}</pre>")
-    parts.append("</body></html>")
-    return atomic_write_text(run_dir / "report.html", "\n".join(parts))
+    page = (
+        jinja2.Environment(autoescape=True)
+        .from_string(TEMPLATE)
+        .render(
+            name=run_dir.resolve().name,
+            command=command,
+            finished=summary is not None,
+            sections=sections_for(command, summary, metrics),
+            config=config_path.read_text() if config_path.exists() else "",
+        )
+    )
+    return atomic_write_text(run_dir / "report.html", page)
