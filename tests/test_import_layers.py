@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...], bool]] = [
             "selfbake.forge.command",
             "selfbake.evaluate",
             "selfbake.generate",
+            "selfbake.environment",
         ),
         False,
     ),

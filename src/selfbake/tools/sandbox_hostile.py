@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from selfbake.tools.sandbox import ExecResult
 
 if TYPE_CHECKING:
-    from selfbake.tools.sandbox_audit import Context
+    from selfbake.tools.sandbox_targets import Context
 
 
 @dataclass
