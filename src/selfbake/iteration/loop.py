@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 
 from selfbake import tasks
 from selfbake.config import Config, comma_list
+from selfbake.errors import UserError
 from selfbake.iteration.solutions import Solution, distinct_n, hinted_prompt, leaks_hint, select, signature
 from selfbake.models import load, render_chat
 from selfbake.scoring import score
@@ -122,6 +123,12 @@ class Problems:
         test_keys = {i.key for _, i in self.test + self.hard}
         self.train = [(n, i) for n, i in self.train if i.key not in test_keys]  # never train on a test item
         self.dev = [(n, i) for n, i in self.dev if i.key not in test_keys]
+        for split in ("train", "dev", "test"):
+            if not getattr(self, split):
+                raise UserError(
+                    f"the {split} split is empty ({', '.join(config.task)} levels {levels}, hard levels "
+                    f"{self.hard_levels}): every candidate is a test or hard item; use other --levels or --hard-levels"
+                )
 
     def test_hash(self) -> str:
         return hashlib.sha256(",".join(sorted(i.key for _, i in self.test)).encode()).hexdigest()[:16]
