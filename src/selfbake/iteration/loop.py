@@ -62,6 +62,10 @@ class IterateConfig(Config):
         "answer",
         description="answer: the task's answer check; code: run the function against tests in the sandbox",
     )
+    pass_at_k: bool = Field(
+        True,
+        description="also sample K answers per dev/test item for pass@K and distinct-2 (K times the cost)",
+    )
     cap: int = Field(4, gt=0, description="kept solutions per problem at most (distinct signatures)")
     rationalise: bool = Field(False, description="re-ask unsolved problems with the answer as a hint (STaR)")
     lr: float = Field(2e-3, gt=0.0, description="LoRA learning rate")
@@ -243,7 +247,7 @@ def evaluate(config: IterateConfig, problems: Problems, it: int, adapter: Path |
         greedy = _score(model, tok, config, items, k=1, seed=config.seed, label=f"iter {it}: {split} greedy")
         flags = [bool(r["correct"]) for r in greedy]
         row = {"accuracy": rate_summary(flags), "flags": flags}
-        if split in ("dev", "test") and config.samples_per_problem > 1:
+        if split in ("dev", "test") and config.pass_at_k and config.samples_per_problem > 1:
             k = config.samples_per_problem
             sampled = _score(
                 model, tok, config, items, k=k, seed=config.seed + 7, label=f"iter {it}: {split} pass@{k}"

@@ -8,15 +8,23 @@ its own fixed seed (``TEST_SEED``, never the run's ``--seed``), hashed, and
 every train/dev candidate whose hash is in it is dropped, so no test item is
 ever trained on or selected with, and every run of every command reports on
 the same items. The bundled model's curriculum leaves out exactly these items.
+
+``extract`` and ``verify`` (and ``verify_mode``) read a model's output, and one odd output must not
+stop an eval or an iterate run: every task class's own methods of those names are
+wrapped (``__init_subclass__``) so an exception becomes "no answer" / "wrong",
+with the reason kept in ``task.judge_errors`` and logged. A ``UserError`` (a
+setting the user must fix) still propagates.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import random
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from selfbake.errors import UserError
@@ -41,8 +49,40 @@ class Item:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+MAX_JUDGE_ERRORS = 100  # reasons kept per task object
+log = logging.getLogger(__name__)
+
+
+def _never_raises(method, fallback):
+    """``method`` (extract or verify) returning ``fallback`` instead of raising on a model's output."""
+
+    @functools.wraps(method)
+    def safe(self, item_or_text, *args):
+        try:
+            return method(self, item_or_text, *args)
+        except UserError:
+            raise
+        except Exception as exc:
+            reason = f"{method.__name__} raised {type(exc).__name__}: {str(exc)[:200]}"
+            errors = self.__dict__.setdefault("judge_errors", [])
+            if len(errors) < MAX_JUDGE_ERRORS:
+                errors.append(reason)
+            log.warning("task %s: %s (counted as %s)", self.name, reason, fallback)
+            return fallback
+
+    safe.never_raises = True
+    return safe
+
+
 class Task:
     """Base class. Subclasses set ``name`` and override ``sample`` (procedural) or ``load`` (benchmarks)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, fallback in (("extract", None), ("verify", False), ("verify_mode", False)):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "never_raises", False):
+                setattr(cls, name, _never_raises(method, fallback))
 
     name: str = ""
     description: str = ""
@@ -97,6 +137,9 @@ class Task:
     def prepare(self, workdir) -> dict[str, Any]:
         """Create the resources the task's tools read (files, databases); returns tool settings."""
         return {}
+
+
+Task.verify = _never_raises(Task.verify, False)
 
 
 @dataclass
