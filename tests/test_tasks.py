@@ -210,3 +210,16 @@ def test_registry():
         tasks.get("arithmetc")
     with pytest.raises(UserError, match="takes no data path"):
         tasks.get("arithmetic:/x.jsonl")
+
+
+def test_eval_scores_the_same_frozen_test_items_whatever_the_seed():
+    from selfbake.evaluate import EvalConfig, items_for
+
+    task = tasks.get("rpn")
+    keys = [
+        [i.key for i in items_for(task, EvalConfig(task=["rpn"], seed=seed), 50, 2)] for seed in (0, 1, 7)
+    ]
+    assert keys[0] == keys[1] == keys[2]
+    train = [items_for(task, EvalConfig(task=["rpn"], seed=s, split="train"), 50, 2) for s in (0, 1)]
+    assert [i.key for i in train[0]] != [i.key for i in train[1]]
+    assert not {i.key for i in train[0] + train[1]} & set(keys[0])
