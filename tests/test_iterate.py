@@ -76,6 +76,59 @@ def test_test_split_is_frozen_hashed_and_never_trained_on():
     assert {i.metadata["difficulty"] for _, i in large.hard} == {4}  # the band above the trained levels
 
 
+def test_test_split_is_the_same_for_every_seed_and_never_trained_on():
+    runs = [
+        Problems(IterateConfig(task=["rpn"], levels=[2, 3], n_train=100, n_dev=60, n_test=80, seed=seed))
+        for seed in (0, 1)
+    ]
+    assert [i.key for _, i in runs[0].test] == [i.key for _, i in runs[1].test]  # frozen: not from --seed
+    assert runs[0].test_hash() == runs[1].test_hash()
+    assert [i.key for _, i in runs[0].train] != [i.key for _, i in runs[1].train]  # --seed picks train items
+    frozen = {i.key for _, i in runs[0].test + runs[0].hard}
+    for problems in runs:
+        assert not frozen & {i.key for _, i in problems.train + problems.dev}
+
+
+def test_signature_keeps_different_solutions_without_steps_apart():
+    brackets = tasks.get("brackets")
+    one, other = "Answer: ] )", "The open ones are ( [ so:\n] )"  # both correct, reached differently
+    assert brackets.extract(one) == brackets.extract(other)
+    assert signature(brackets, one) != signature(brackets, other)
+    assert signature(brackets, "answer:  ] )") == signature(brackets, "Answer: ] )")  # case, spacing
+    sols = [Solution("p", "q", text, 2, signature(brackets, text)) for text in (one, other, one)]
+    assert len(select(sols, cap=4, seed=0)) == 2
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["iterate", "--task", "brackets", "--levels", "1"], "brackets at difficulty 1 has 56 distinct items"),
+        (["eval", "--task", "rpn", "--difficulty", "1", "--n", "300"], "rpn at difficulty 1 has 243 distinct"),
+        (["iterate", "--task", "brackets", "--levels", "2", "--hard-levels", "2", "--n-hard", "2000",
+          "--n-train", "5", "--n-dev", "5", "--n-test", "5"], "split is empty"),
+    ],
+)  # fmt: skip
+def test_too_few_distinct_items_is_a_one_line_user_error(tmp_path, args, needle):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfbake",
+            *args,
+            "--model",
+            "random:llama-tiny",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "internal error" not in lines[0], done.stderr
+
+
 def test_iterate_runs_end_to_end_on_a_random_model_and_writes_every_file(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["iterate", "--model", "random:llama-tiny", "--task", "arithmetic", "--levels", "1",

@@ -1,7 +1,13 @@
+import os
+import sys
+from decimal import Decimal
+from fractions import Fraction
+
 import pytest
 
 from selfbake.errors import UserError
 from selfbake.tools import Tool, calculator, get_tools
+from selfbake.tools.calculator import MAX_DIGITS
 
 
 @pytest.mark.parametrize(
@@ -116,3 +122,114 @@ def test_bound_tools_from_context(tmp_path):
     assert read("f.txt") == "hello"
     assert code("print(6 * 7)") == "42\n"
     assert code("1/0").startswith("error: exit code 1: ZeroDivisionError")
+
+
+HOSTILE_EXPRESSIONS = ["(7**2000)**10000", "10**4400", "0.1**-10000", "(10**400+1)/3", "1e999", "1e99999999",
+                       "7**2000*7**2000*7**2000", "1\x00", "(" * 200 + "1" + ")" * 200, "-" * 499 + "1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("expr", HOSTILE_EXPRESSIONS)
+def test_calculator_answers_hostile_input_fast_and_never_raises(expr):
+    import time
+
+    start = time.perf_counter()
+    result = calculator(expr)  # a direct call, as procedural.py makes: no Tool wrapper to catch anything
+    assert time.perf_counter() - start < 1.0, expr
+    assert isinstance(result, str) and result
+    assert len(result) <= 2 * MAX_DIGITS + 40
+
+
+def test_calculator_bounds_and_exact_results():
+    assert calculator("(7**2000)**10000") == f"error: result has more than {MAX_DIGITS} digits"
+    assert calculator("10**4400").startswith("error: result has more than")
+    assert calculator("0.1**-10000").startswith("error: result has more than")
+    assert calculator("1e999") == "1" + "0" * 999  # the literal's own text, exactly
+    third = calculator("(10**400+1)/3")
+    assert third.startswith(f"{10**400 + 1}/3 ≈ 3.33333333333e+399")
+    assert MAX_DIGITS < sys.get_int_max_str_digits()
+    assert calculator(f"10**{MAX_DIGITS - 1}") == "1" + "0" * (MAX_DIGITS - 1)  # the largest allowed power
+
+
+def test_calculator_decimals_are_exact_to_every_digit():
+    result = calculator("1/2**100")
+    assert Fraction(Decimal(result)) == Fraction(1, 2**100)  # 100 decimals, all of them right
+    assert len(result) == 102
+    assert calculator("-3/8") == "-0.375"
+    assert calculator("0.1 * 3") == "0.3"
+    assert calculator("1/3") == "1/3 ≈ 0.333333333333"  # a rounded value is always marked with ≈
+    assert calculator("1/7**1000").startswith("1/" + str(7**1000) + " ≈ ")
+
+
+def test_sql_query_denies_attach_vacuum_and_creates_no_file(tmp_path, monkeypatch):
+    import sqlite3
+
+    from selfbake.tools import sql_query
+
+    db = tmp_path / "w.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table t (name text)")
+    monkeypatch.chdir(tmp_path)
+    attacks = [
+        "attach 'plain.db' as x",
+        f"attach '{tmp_path / 'abs.db'}' as x",
+        f"attach 'file:{tmp_path / 'rwc.db'}?mode=rwc' as x",
+        "attach 'file:rel.db?mode=rwc' as x",
+        f"vacuum into '{tmp_path / 'copy.db'}'",
+        "vacuum",
+        "detach main",
+        "pragma query_only = 0",
+        "create temp table z (a)",
+    ]
+    for query in attacks:
+        assert sql_query(query, db=str(db)).startswith("error:"), query
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.db"]  # no file was created
+    assert "name" in sql_query("pragma table_info(t)", db=str(db))  # schema reads still work
+    assert sql_query("select 1", db=str(tmp_path / "missing.db")).startswith("error:")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_sql_query_huge_values_fail_inside_sqlite_without_allocating(tmp_path):
+    import sqlite3
+    import subprocess
+
+    db = tmp_path / "w.db"
+    sqlite3.connect(db).close()
+    probe = (
+        "import resource, sys\n"
+        "from selfbake.tools.sql import sql_query\n"
+        "sql_query('select 1', db=sys.argv[1])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out = [sql_query(q, db=sys.argv[1]) for q in (\"select printf('%.*c', 20000000, 'x')\", "
+        "'select zeroblob(20000000)', \"select hex(zeroblob(10000000))\")]\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+        "print(out)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(db)], capture_output=True, text=True, check=True)
+    grown_mb, outputs = done.stdout.splitlines()
+    assert int(grown_mb) < 15, done.stdout  # before the limits: 76-114 MB
+    assert "x" * 1000 not in outputs
+
+
+def test_read_file_and_search_refuse_nul_bytes(tmp_path):
+    from selfbake.tools import read_file, search
+
+    (tmp_path / "a.txt").write_text("alpha")
+    assert read_file("a.txt\x00.png", root=str(tmp_path)).startswith("error:")
+    assert read_file("a.txt", root=str(tmp_path) + "\x00").startswith("error:")
+    assert search("alpha", corpus=str(tmp_path) + "\x00").startswith("error:")
+    assert search("alpha\x00", corpus=str(tmp_path)).startswith("[a.txt]")
+    os.mkfifo(tmp_path / "pipe.txt")  # reading a FIFO would block forever
+    assert read_file("pipe.txt", root=str(tmp_path)).startswith("error:")
+
+
+def test_search_index_follows_a_file_edited_in_place(tmp_path):
+    from selfbake.tools import search
+
+    doc = tmp_path / "a.txt"
+    doc.write_text("The capital of Velmora is Ostrin.")
+    dir_mtime = os.stat(tmp_path).st_mtime_ns
+    assert "Ostrin" in search("capital Velmora", corpus=str(tmp_path))
+    doc.write_text("The capital of Velmora is Karth, since last year.")
+    os.utime(tmp_path, ns=(dir_mtime, dir_mtime))  # the directory looks untouched
+    assert os.stat(tmp_path).st_mtime_ns == dir_mtime
+    assert "Karth" in search("capital Velmora", corpus=str(tmp_path))

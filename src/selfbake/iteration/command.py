@@ -226,6 +226,6 @@ def _print_table(console, evals: list[dict], samples: list[dict], best: int) -> 
             cell(e, "test"),
             cell(e, "hard"),
             passk,
-            f"{e['test'].get('distinct_2', 0):.3f}",
+            f"{e['test']['distinct_2']:.3f}" if "distinct_2" in e["test"] else "-",
         )
     console.print(table)

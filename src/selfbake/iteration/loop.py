@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 
 from selfbake import tasks
 from selfbake.config import Config, comma_list
+from selfbake.errors import UserError
 from selfbake.iteration.solutions import Solution, distinct_n, hinted_prompt, leaks_hint, select, signature
 from selfbake.models import load, render_chat
 from selfbake.scoring import score
@@ -60,6 +61,10 @@ class IterateConfig(Config):
     verify: Literal["answer", "code"] = Field(
         "answer",
         description="answer: the task's answer check; code: run the function against tests in the sandbox",
+    )
+    pass_at_k: bool = Field(
+        True,
+        description="also sample K answers per dev/test item for pass@K and distinct-2 (K times the cost)",
     )
     cap: int = Field(4, gt=0, description="kept solutions per problem at most (distinct signatures)")
     rationalise: bool = Field(False, description="re-ask unsolved problems with the answer as a hint (STaR)")
@@ -122,6 +127,12 @@ class Problems:
         test_keys = {i.key for _, i in self.test + self.hard}
         self.train = [(n, i) for n, i in self.train if i.key not in test_keys]  # never train on a test item
         self.dev = [(n, i) for n, i in self.dev if i.key not in test_keys]
+        for split in ("train", "dev", "test"):
+            if not getattr(self, split):
+                raise UserError(
+                    f"the {split} split is empty ({', '.join(config.task)} levels {levels}, hard levels "
+                    f"{self.hard_levels}): every candidate is a test or hard item; use other --levels or --hard-levels"
+                )
 
     def test_hash(self) -> str:
         return hashlib.sha256(",".join(sorted(i.key for _, i in self.test)).encode()).hexdigest()[:16]
@@ -236,7 +247,7 @@ def evaluate(config: IterateConfig, problems: Problems, it: int, adapter: Path |
         greedy = _score(model, tok, config, items, k=1, seed=config.seed, label=f"iter {it}: {split} greedy")
         flags = [bool(r["correct"]) for r in greedy]
         row = {"accuracy": rate_summary(flags), "flags": flags}
-        if split in ("dev", "test") and config.samples_per_problem > 1:
+        if split in ("dev", "test") and config.pass_at_k and config.samples_per_problem > 1:
             k = config.samples_per_problem
             sampled = _score(
                 model, tok, config, items, k=k, seed=config.seed + 7, label=f"iter {it}: {split} pass@{k}"

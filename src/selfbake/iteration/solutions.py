@@ -5,7 +5,7 @@ Expert iteration (STaR, Zelikman et al. 2022, arXiv 2203.14465; RFT, Yuan et al.
 the model's correct solutions. RFT showed that *distinct* reasoning paths are
 what helps, so samples that reach the answer the same way are collapsed by a
 reasoning signature (the sequence of intermediate results and the final
-answer), and at most ``cap`` are kept per problem so easy problems do not
+answer; the normalised text when there are no intermediate results), and at most ``cap`` are kept per problem so easy problems do not
 drown hard ones. STaR's rationalisation re-asks unsolved problems with the
 answer as a hint; the hint is never part of the saved training text, and a
 sample that repeats the hint verbatim is dropped rather than trained on.
@@ -40,12 +40,15 @@ class Solution:
 
 
 def signature(task: Task, text: str) -> str:
-    """How an answer was reached: intermediate results then the final answer; else the normalised text."""
+    """How an answer was reached: the intermediate results ('= N' steps) then the final answer.
+
+    A solution without such steps (brackets, a direct answer) has no path to compare, so its
+    signature is the whole normalised text (case and spacing folded): two different texts are two
+    solutions, not one."""
     steps = _RESULT.findall(text)
-    final = task.extract(text)
-    if steps or final is not None:
-        return " ".join(steps) + f" -> {final}"
-    return " ".join(text.lower().split())
+    if steps:
+        return " ".join(steps) + f" -> {task.extract(text)}"
+    return "text: " + " ".join(text.lower().split())
 
 
 def hinted_prompt(task: Task, item: Item) -> str:

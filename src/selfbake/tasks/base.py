@@ -4,19 +4,34 @@ A task makes or loads ``Item``s, turns one into a user turn, extracts an answer
 from free text and verifies it. Procedural tasks generate items from a seed and
 a difficulty; benchmark tasks read their public file format. ``splits``
 follows DESIGN.md's measurement rules: the test split is generated first from
-its own seed, hashed, and every train/dev candidate whose hash is in it is
-dropped, so no test item is ever trained on or selected with.
+its own fixed seed (``TEST_SEED``, never the run's ``--seed``), hashed, and
+every train/dev candidate whose hash is in it is dropped, so no test item is
+ever trained on or selected with, and every run of every command reports on
+the same items. The bundled model's curriculum leaves out exactly these items.
+
+``extract`` and ``verify`` (and ``verify_mode``) read a model's output, and one odd output must not
+stop an eval or an iterate run: every task class's own methods of those names are
+wrapped (``__init_subclass__``) so an exception becomes "no answer" / "wrong",
+with the reason kept in ``task.judge_errors`` and logged. A ``UserError`` (a
+setting the user must fix) still propagates.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from selfbake.errors import UserError
+
 Scoring = Literal["generate", "loglikelihood", "code"]
+TEST_SEED = 0  # the frozen test split's seed, whatever a run's --seed (forge excluded seed 0's items)
+MAX_DRAWS_PER_ITEM = 20  # draws per wanted item before a family is judged too small for the request
 
 
 @dataclass(frozen=True)
@@ -34,8 +49,40 @@ class Item:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+MAX_JUDGE_ERRORS = 100  # reasons kept per task object
+log = logging.getLogger(__name__)
+
+
+def _never_raises(method, fallback):
+    """``method`` (extract or verify) returning ``fallback`` instead of raising on a model's output."""
+
+    @functools.wraps(method)
+    def safe(self, item_or_text, *args):
+        try:
+            return method(self, item_or_text, *args)
+        except UserError:
+            raise
+        except Exception as exc:
+            reason = f"{method.__name__} raised {type(exc).__name__}: {str(exc)[:200]}"
+            errors = self.__dict__.setdefault("judge_errors", [])
+            if len(errors) < MAX_JUDGE_ERRORS:
+                errors.append(reason)
+            log.warning("task %s: %s (counted as %s)", self.name, reason, fallback)
+            return fallback
+
+    safe.never_raises = True
+    return safe
+
+
 class Task:
     """Base class. Subclasses set ``name`` and override ``sample`` (procedural) or ``load`` (benchmarks)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, fallback in (("extract", None), ("verify", False), ("verify_mode", False)):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "never_raises", False):
+                setattr(cls, name, _never_raises(method, fallback))
 
     name: str = ""
     description: str = ""
@@ -50,9 +97,17 @@ class Task:
         raise NotImplementedError(f"task {self.name} has no generator")
 
     def generate_items(self, n: int, seed: int, difficulty: int | None = None) -> list[Item]:
+        stream = self.item_stream(seed, difficulty)
+        return [next(stream) for _ in range(n)]
+
+    def item_stream(self, seed: int, difficulty: int | None = None) -> Iterator[Item]:
+        """Endless items from a seed; ``generate_items(n)`` is its first n (so longer draws extend shorter)."""
         rng = random.Random(f"{self.name}:{seed}")
         levels = [difficulty] if difficulty is not None else list(self.difficulties)
-        return [self.sample(rng, levels[i % len(levels)]) for i in range(n)]
+        i = 0
+        while True:
+            yield self.sample(rng, levels[i % len(levels)])
+            i += 1
 
     def prompt(self, item: Item) -> str:
         return item.question
@@ -84,6 +139,9 @@ class Task:
         return {}
 
 
+Task.verify = _never_raises(Task.verify, False)
+
+
 @dataclass
 class Splits:
     train: list[Item]
@@ -97,22 +155,46 @@ class Splits:
 def splits(
     task: Task, n_train: int, n_dev: int, n_test: int, seed: int = 0, difficulty: int | None = None
 ) -> Splits:
-    """Deterministic, disjoint splits; the test split depends only on (task, seed), never on n_train/n_dev."""
-    test = _unique(
-        task.generate_items(n_test * 3 + 10, seed=seed * 1000 + 999, difficulty=difficulty), n_test, set()
-    )
+    """Deterministic, disjoint splits. The test split is frozen: it depends only on (task, difficulty),
+    never on ``seed`` or n_train/n_dev; ``seed`` picks the train and dev items.
+
+    A family with fewer distinct items than asked for (brackets at difficulty 1 has 56) is a UserError
+    that says how many exist."""
+    test = _unique(task.item_stream(TEST_SEED * 1000 + 999, difficulty), n_test, set())
     excluded = {item.key for item in test}
-    pool = task.generate_items((n_train + n_dev) * 3 + 10, seed=seed * 1000 + 1, difficulty=difficulty)
-    rest = _unique(pool, n_train + n_dev, excluded)
+    rest = _unique(task.item_stream(seed * 1000 + 1, difficulty), n_train + n_dev, excluded)
     if len(test) < n_test or len(rest) < n_train + n_dev:
-        raise ValueError(
-            f"task {task.name} cannot make {n_train}/{n_dev}/{n_test} distinct items at this difficulty"
+        level = f"difficulty {difficulty}" if difficulty is not None else "its mix of difficulties"
+        found = count_distinct(task, difficulty)
+        raise UserError(
+            f"task {task.name} at {level} has {found} distinct items, fewer than the {n_train + n_dev + n_test} "
+            f"asked for ({n_train} train + {n_dev} dev + {n_test} test); ask for fewer or use a harder level"
         )
     return Splits(train=rest[:n_train], dev=rest[n_train:], test=test)
 
 
+def count_distinct(task: Task, difficulty: int | None, patience: int = 5_000, limit: int = 50_000) -> str:
+    """How many distinct items a family makes at a difficulty: draws until ``patience`` draws in a row bring
+    nothing new (exact for small families); "at least N" when ``limit`` draws end first."""
+    seen: set[str] = set()
+    since_new = 0
+    for draws, item in enumerate(task.item_stream(TEST_SEED * 1000 + 999, difficulty), 1):
+        if item.key in seen:
+            since_new += 1
+            if since_new >= patience:
+                return str(len(seen))
+        else:
+            seen.add(item.key)
+            since_new = 0
+        if draws >= limit:
+            break
+    return f"at least {len(seen)}"
+
+
 def test_items(task: Task, n: int, seed: int, levels: tuple[int, ...]) -> list[Item]:
-    """The frozen test split spread evenly over difficulty levels (n items in all)."""
+    """The frozen test split spread evenly over difficulty levels (n items in all).
+
+    ``seed`` is accepted for the callers' sake and does not change the items: the test split is frozen."""
     per = -(-n // len(levels))
     items: list[Item] = []
     for level in levels:
@@ -120,14 +202,16 @@ def test_items(task: Task, n: int, seed: int, levels: tuple[int, ...]) -> list[I
     return items[:n]
 
 
-def _unique(items: list[Item], n: int, excluded: set[str]) -> list[Item]:
+def _unique(stream: Iterator[Item], n: int, excluded: set[str]) -> list[Item]:
+    """The first n items of the stream not excluded and not repeated; fewer when the family runs dry."""
     seen = set(excluded)
-    out = []
-    for item in items:
+    out: list[Item] = []
+    for _ in range(n * MAX_DRAWS_PER_ITEM + 100):
+        if len(out) == n:
+            break
+        item = next(stream)
         if item.key in seen:
             continue
         seen.add(item.key)
         out.append(item)
-        if len(out) == n:
-            break
     return out

@@ -3,6 +3,11 @@
 Order of preference: an explicit final-answer marker ("Answer: X", "the answer
 is X", "#### X", "\\boxed{X}"), last occurrence wins; otherwise the last number
 in the text. Numbers are normalised exactly (commas, "+", "12.0" -> "12").
+
+Everything here reads a model's output, so nothing here raises on any text: a
+number too long or too large to read (``"1" + "0" * 400 + ".5"`` overflows a
+float; a 5000-digit integer exceeds Python's int-to-string limit; an exponent
+form like ``1e999999999`` would allocate a huge integer) is not a number.
 """
 
 from __future__ import annotations
@@ -50,13 +55,24 @@ def marked_answer(text: str) -> str | None:
     return best
 
 
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+|\d+/0*[1-9]\d*)")
+MAX_NUMBER_CHARS = 1_000  # longer digit strings are not answers (and stay clear of the int-to-str limit)
+
+
 def normalize_number(text: str) -> str | None:
+    """The exact canonical form of a plain decimal number: '12' for '12.0' or '+1,2', '0.5' for '.50';
+    None for anything else. A decimal too large for a float keeps its exact 'p/q' form."""
     cleaned = text.strip().replace(",", "").replace("$", "").rstrip(".")
-    try:
-        value = Fraction(cleaned)
-    except (ValueError, ZeroDivisionError):
+    if len(cleaned) > MAX_NUMBER_CHARS or not _PLAIN_NUMBER.fullmatch(cleaned):
         return None
-    return str(value.numerator) if value.denominator == 1 else str(float(value))
+    value = Fraction(cleaned)
+    if value.denominator == 1:
+        return str(value.numerator)
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return str(value)
+    return str(as_float) if as_float != 0 and abs(as_float) != float("inf") else str(value)
 
 
 def last_number(text: str) -> str | None:
