@@ -42,6 +42,9 @@ class EvolveConfig(Config):
         0.05, gt=0.0, le=1.0, description="level of the paired tests (gate and keep decision)"
     )
     race_alpha: float = Field(0.05, gt=0.0, le=1.0, description="racing: drop level, split over the looks")
+    race_correction: Literal["none", "bonferroni"] = Field(
+        "none", description="racing: test each look at race_alpha (none) or split it over the looks"
+    )
     min_delta: float = Field(0.5, description="points (of 100) a kept layer must gain on confirm")
     race_first: int = Field(10, gt=0, description="racing: dev items in the first batch")
     race_growth: float = Field(1.5, gt=1.0, description="racing: each batch end is the last times this")

@@ -22,7 +22,7 @@ from selfbake.evolve import proposers as P
 from selfbake.evolve.cache import EvalCache
 from selfbake.evolve.config import EvolveConfig
 from selfbake.evolve.evaluator import Evaluator, aggregate, paired
-from selfbake.evolve.loop import Context, bake_layer, run_cycle
+from selfbake.evolve.loop import Context, PlateauTracker, bake_layer, run_cycle
 from selfbake.evolve.state import ModelState, Stages
 from selfbake.evolve.suites import TRAIN_ITEMS, SuiteSplits, load_suite
 from selfbake.models import load
@@ -137,7 +137,8 @@ def evolve(model=None, config: EvolveConfig | None = None, *, console=None) -> E
         state = state.with_layer(layer, layer["merged"])
         say(f"initial tool prompt half-baked (strength {layer['strength']:.3f})", markup=False)
     records: list[dict[str, Any]] = []
-    streak, count, seen, winners = {"tool": 0, "benchmark": 0}, {"tool": 0, "benchmark": 0}, set(), []
+    plateaus = PlateauTracker(config.patience)
+    count, seen, winners = {"tool": 0, "benchmark": 0}, set(), []
     stopped = "max_cycles"
     for cycle in range(1, config.max_cycles + 1):
         kind = "tool" if cycle % 2 == 1 else "benchmark"
@@ -146,9 +147,8 @@ def evolve(model=None, config: EvolveConfig | None = None, *, console=None) -> E
         records.append(record)
         if record["winner"]:
             winners.append({"kind": kind, "prompt": record["winner"]})
-        streak[kind] = streak[kind] + 1 if record["decide"]["plateau"] else 0
         say(cycle_line(record), markup=False)
-        if min(streak.values()) >= config.patience:
+        if plateaus.update(kind, record["decide"]["plateau"]):
             stopped = "plateau"
             break
     final = stages("final", lambda: final_report(ctx, base, state))
@@ -174,7 +174,9 @@ def evolve(model=None, config: EvolveConfig | None = None, *, console=None) -> E
     )
     summary["wall_seconds_this_process"] = round(time.perf_counter() - started, 2)
     run.finish(summary)
-    shutil.rmtree(out / "state" / "models", ignore_errors=True)  # merged weights per bake: model/ is the result
+    shutil.rmtree(
+        out / "state" / "models", ignore_errors=True
+    )  # merged weights per bake: model/ is the result
     return EvolveResult(layers, rows, summary, out)
 
 

@@ -31,6 +31,19 @@ from selfbake.evolve.suites import SuiteSplits
 KINDS = {"tool": "tool_iteration", "benchmark": "persona_iteration"}
 
 
+class PlateauTracker:
+    """Stop once every cycle kind has plateaued ``patience`` times in a row (a kept layer resets its kind)."""
+
+    def __init__(self, patience: int, kinds=("tool", "benchmark")):
+        self.patience = patience
+        self.streak = dict.fromkeys(kinds, 0)
+
+    def update(self, kind: str, plateaued: bool) -> bool:
+        """Record one cycle; True when the loop should stop."""
+        self.streak[kind] = self.streak[kind] + 1 if plateaued else 0
+        return min(self.streak.values()) >= self.patience
+
+
 @dataclass
 class Context:
     config: EvolveConfig
@@ -141,6 +154,7 @@ def race_stage(ctx: Context, state: ModelState, kind: str, cycle: int, nth: int,
     result = race(
         len(texts), len(dev), score_batch, alpha=config.race_alpha, first=config.race_first,
         growth=config.race_growth, budget=config.budget or None,
+        correction=config.race_correction,
     )  # fmt: skip
     entrants = []
     for e in result.entrants:

@@ -85,7 +85,7 @@ class Scored:
     item: Item
 
 
-class TestSplitLocked(RuntimeError):
+class LockedSplitError(RuntimeError):
     """The frozen test split was asked for before the final report."""
 
 
@@ -153,7 +153,7 @@ class SuiteSplits:
 
     def test(self) -> list[Scored]:
         if not self._unlocked:
-            raise TestSplitLocked(
+            raise LockedSplitError(
                 f"the frozen test split of suite '{self.suite.name}' is read only by the final report"
             )
         self.test_reads += 1
