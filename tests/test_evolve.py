@@ -273,3 +273,17 @@ def test_bad_settings_give_one_line_and_exit_2(extra, message, capsys, tmp_path)
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_selection_benchmark_runs_and_racing_saves_calls():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "evolve_selection", ROOT / "benchmarks" / "evolve_selection.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.run("bundled", 40, 4, 100, 0.5, 0.05, 10, 1.5, 0)
+    assert r["same_winner_as_full"]["n"] == 40
+    assert r["same_winner_as_full"]["rate"] >= 0.9
+    assert r["metric_calls"]["racing_selection"] < r["metric_calls"]["full"] / 2
