@@ -110,6 +110,18 @@ def _iterate_config():
     return IterateConfig
 
 
+def cmd_evolve(config) -> None:
+    from selfbake.evolve.command import run_evolve
+
+    run_evolve(config)
+
+
+def _evolve_config():
+    from selfbake.evolve import EvolveConfig
+
+    return EvolveConfig
+
+
 def _generate_config():
     from selfbake.generate import GenerateConfig
 
@@ -139,6 +151,11 @@ COMMANDS: dict[str, Command] = {
         "expert iteration: learn from verified own solutions; frozen test, resumable",
         _iterate_config,
         cmd_iterate,
+    ),
+    "evolve": Command(
+        "the model searches for its own tool and thinking prompts, races them, bakes winners; resumable",
+        _evolve_config,
+        cmd_evolve,
     ),
     "forge": Command("train the bundled tiny chat model from scratch on CPU", _forge_config, cmd_forge),
     "report": Command(
