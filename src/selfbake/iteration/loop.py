@@ -54,9 +54,9 @@ class IterateConfig(Config):
     temperature: float = Field(0.8, gt=0.0, description="sampling temperature for solutions and pass@K")
     max_new_tokens: int | None = Field(None, gt=0, description="answer length cap (default: the task's)")
     training: Literal["restart", "continue"] = Field(
-        "restart",
-        description="restart: each iteration trains a fresh LoRA on the base (ReST-EM); "
-        "continue: train the previous adapter further",
+        "continue",  # measured: ahead or level in every setting tried (docs/results/iterate-training.md)
+        description="continue: train the previous adapter further; "
+        "restart: each iteration trains a fresh LoRA on the base (ReST-EM)",
     )
     verify: Literal["answer", "code"] = Field(
         "answer",
