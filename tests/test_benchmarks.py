@@ -296,6 +296,8 @@ def test_fixtures_only_by_explicit_name_and_flagged(capsys, tmp_path):
     assert "arc_easy (fixture)" in out
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["tasks"]["arc_easy:fixture"]["data_source"]["kind"] == "fixture"
+    assert main(["eval", "--compare", str(tmp_path / "a"), str(tmp_path / "a")]) == 0
+    assert "A arc_easy:fixture (fixture)" in " ".join(capsys.readouterr().out.split())
     import hashlib
 
     local = _write_jsonl(tmp_path / "gsm.jsonl", [{"question": "Q?", "answer": "#### 3"}] * 2)

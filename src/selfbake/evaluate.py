@@ -301,6 +301,19 @@ def read_samples(run_dir: str) -> dict[tuple[str, str], float]:
     return {(r["task"], r["key"]): r["correct"] for r in rows}
 
 
+def source_labels(run_dir: str) -> list[str]:
+    """The benchmark data sources a finished eval run recorded, as short labels."""
+    from selfbake.tasks.benchmark_data import DataSource
+
+    tasks = json.loads((Path(run_dir) / "summary.json").read_text()).get("tasks", {})
+    labels = []
+    for name, entry in tasks.items():
+        source = dict(entry.get("data_source") or {})
+        if source:
+            labels.append(f"{name} {DataSource(source.pop('kind'), source).label()}")
+    return labels
+
+
 def run_compare(run_a: str, run_b: str, console: Console) -> dict:
     a, b = read_samples(run_a), read_samples(run_b)
     shared = sorted(set(a) & set(b))
@@ -309,6 +322,10 @@ def run_compare(run_a: str, run_b: str, console: Console) -> dict:
             f"{run_a} and {run_b} scored no item in common; compare runs on the same tasks, split and seed"
         )
     table = Table(title=f"paired comparison: B = {run_b} vs A = {run_a}")
+    table.caption = "data: " + "; ".join(
+        f"{which} {', '.join(labels) or 'none recorded'}"
+        for which, labels in (("A", source_labels(run_a)), ("B", source_labels(run_b)))
+    )
     for column in ("task", "n paired", "acc A", "acc B", "B - A", "95% CI (bootstrap)", "p (McNemar)"):
         table.add_column(column, justify="left" if column == "task" else "right")
     out = {}
