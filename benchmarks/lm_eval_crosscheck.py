@@ -125,7 +125,7 @@ def prepare_data(check: Check, work: Path, local: dict[str, str]) -> tuple[str, 
     return f"{check.loader}:{spec_path}", files
 
 
-def lm_eval_task(check: Check, data_files: dict[str, str]):
+def lm_eval_task(check: Check, data_files: dict[str, str], max_new_tokens: int | None = None):
     from lm_eval.api.task import ConfigurableTask
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._yaml_loader import load_yaml
@@ -143,6 +143,8 @@ def lm_eval_task(check: Check, data_files: dict[str, str]):
     )
     if plain:
         config.update(metric_list=[{"metric": "exact_match"}], filter_list=None)
+    if max_new_tokens and config.get("output_type") == "generate_until":  # the same budget as selfbake's side
+        config["generation_kwargs"] = {**config.get("generation_kwargs", {}), "max_gen_toks": max_new_tokens}
     for key in ("tag", "group", "task_list", "include"):
         config.pop(key, None)
     task = ConfigurableTask(config=config)
@@ -253,7 +255,7 @@ def scripted_outputs(gsm, math_task) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random:llama-tiny")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument(
         "--no-scores", action="store_true", help="compare prompts and targets only (no model)"
     )
@@ -271,7 +273,7 @@ def main() -> None:
     for check in checks:
         spec, data_files = prepare_data(check, work, local)
         ours = tasks.get(spec, num_fewshot=check.num_fewshot)
-        theirs = lm_eval_task(check, data_files)
+        theirs = lm_eval_task(check, data_files, None if args.no_scores else args.max_new_tokens)
         check.result = compare_requests(check, ours, theirs)
         built.append((check, ours, theirs))
 

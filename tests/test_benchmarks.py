@@ -311,7 +311,7 @@ def test_fixtures_only_by_explicit_name_and_flagged(capsys, tmp_path):
         "kind": "file",
         "path": str(local.resolve()),
         "files": 1,
-        "sha256": hashlib.sha256(hashlib.sha256(local.read_bytes()).digest()).hexdigest(),
+        "sha256": hashlib.sha256(local.read_bytes()).hexdigest(),  # what sha256sum prints
     }
     assert "(fixture)" not in out and source["sha256"][:12] in out
 

@@ -148,6 +148,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 def sha256_of(files: list[Path], root: Path) -> str:
+    """A file's own sha256 (as ``sha256sum`` prints it); for a folder, one over its files' names and hashes."""
+    if files == [root]:
+        return hashlib.sha256(root.read_bytes()).hexdigest()
     digest = hashlib.sha256()
     for file in files:
         if root.is_dir():
