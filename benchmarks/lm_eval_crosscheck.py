@@ -316,13 +316,19 @@ def main() -> None:
             f"| {check.row} | {check.lm_task} | {r['items']} | {r['prompts']}/{r['items']} "
             f"| {r['targets']}/{r['items']} | {scores} |"
         )
+        if "identical greedy outputs" in r:
+            print(f"  {check.row}: identical greedy outputs {r['identical greedy outputs']}/{r['scored']}")
         for mismatch in r["mismatches"]:
             print(
                 f"  MISMATCH doc {mismatch['doc']}: lm_eval {mismatch['lm_eval']!r} vs selfbake {mismatch['selfbake']!r}"
             )
     if args.out:
         Path(args.out).write_text(
-            json.dumps([{"loader": c.row, "lm_task": c.lm_task, **c.result} for c in checks], indent=1)
+            json.dumps(
+                [{"loader": c.row, "lm_task": c.lm_task, **c.result} for c in checks],
+                indent=1,
+                default=lambda value: value.item(),  # numpy scalars from lm-eval's metrics
+            )
         )
 
 
