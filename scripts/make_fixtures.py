@@ -60,6 +60,26 @@ def mmlu(rng):
     return rows
 
 
+def mmlu_dev(rng):
+    """MMLU's dev split: five few-shot examples per subject, kept apart from the scored file."""
+    rows = []
+    for i in range(10):
+        a, b = rng.randint(2, 30), rng.randint(2, 9)
+        if i % 2 == 0:
+            right, q, subject = a + b, f"What is {a} plus {b}?", "elementary_mathematics"
+        else:
+            right, q, subject = (
+                3 * a - b,
+                f"If x = {a} and y = {b}, what is 3x - y?",
+                "high_school_mathematics",
+            )
+        choices = [str(w) for w in sorted({right + 1, right - 1, right + 10} - {right})[:3]]
+        gold = rng.randint(0, 3)
+        choices.insert(gold, str(right))
+        rows.append({"question": q, "subject": subject, "choices": choices, "answer": gold})
+    return rows
+
+
 ARC_FACTS = [
     ("Which of these is a unit of length?", "meter", ["kilogram", "second", "ampere"]),
     ("Which of these is a liquid at room temperature?", "water", ["iron", "granite", "oxygen gas"]),
@@ -385,6 +405,7 @@ def main() -> None:
         "math.jsonl": math_rows(rng),
         "strategyqa.jsonl": strategyqa(rng),
     }
+    sets["mmlu_dev.jsonl"] = mmlu_dev(random.Random(2027))  # its own seed: the other files stay as they were
     for name, rows in sets.items():
         (OUT / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{name}: {len(rows)} items")

@@ -1,4 +1,5 @@
-"""The bake benchmark's two arms run end to end at a tiny size and agree where the comparison needs them to.
+"""The bake benchmark's two arms run end to end at a tiny size and agree where the comparison needs them to;
+the lm-eval cross-check sees selfbake's benchmark prompts as lm-eval's and sees a drift.
 
 The benchmark is how the bake's speed claim is measured; a change that breaks its
 code path (it once failed in its FLOP count, under torch's FlopCounterMode) or makes the two
@@ -8,6 +9,7 @@ arms train on different data must fail here, not when someone runs it.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,31 @@ def test_bake_throughput_arms_agree(monkeypatch):
     assert ours["val_kl"] == pytest.approx(ref["val_kl"], rel=1e-4)  # same step, same held-out KL
     assert ours["val_kl"] < ours["kl_unbaked"]
     assert ours["step_flops"] > 0 and ours["step_seconds"] > 0
+
+
+def test_lm_eval_crosscheck_finds_selfbake_prompts_identical_and_catches_a_drift(tmp_path, monkeypatch):
+    """The cross-check compares against lm-eval's own task objects, so it must also see a difference."""
+    pytest.importorskip("lm_eval")
+    from selfbake.tasks.benchmarks import MMLU
+
+    spec = importlib.util.spec_from_file_location(
+        "lm_eval_crosscheck", ROOT / "benchmarks" / "lm_eval_crosscheck.py"
+    )
+    crosscheck = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "lm_eval_crosscheck", crosscheck)  # its dataclasses look their module up
+    spec.loader.exec_module(crosscheck)
+    checks = [c for c in crosscheck.CHECKS if c.label == "mmlu 5-shot"][:1] + [
+        c for c in crosscheck.CHECKS if c.loader in ("strategyqa", "humaneval")
+    ]
+
+    def run(check):
+        spec, files = crosscheck.prepare_data(check, tmp_path, {})
+        ours = crosscheck.tasks.get(spec, num_fewshot=check.num_fewshot)
+        return crosscheck.compare_requests(check, ours, crosscheck.lm_eval_task(check, files))
+
+    for check in checks:
+        result = run(check)
+        assert result["items"] >= 16 and result["prompts"] == result["targets"] == result["items"], result
+    monkeypatch.setattr(MMLU, "header", lambda self, item: "")  # the subject header selfbake once lacked
+    drifted = run(checks[0])
+    assert drifted["prompts"] == 0 and drifted["targets"] == drifted["items"]

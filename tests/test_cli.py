@@ -198,7 +198,9 @@ def test_eval_writes_the_documented_summary(capsys, tmp_path):
 
 def test_eval_suite_with_weights_and_compare(capsys, tmp_path):
     suite = tmp_path / "suite.yaml"
-    suite.write_text("tasks:\n  - {name: mmlu, weight: 3}\n  - {name: brackets, weight: 1, n: 10}\n")
+    suite.write_text(
+        'tasks:\n  - {name: "mmlu:fixture", weight: 3}\n  - {name: brackets, weight: 1, n: 10}\n'
+    )
     a, b = tmp_path / "a", tmp_path / "b"
     assert (
         run_cli(
@@ -217,8 +219,8 @@ def test_eval_suite_with_weights_and_compare(capsys, tmp_path):
     )
     summary = json.loads((a / "summary.json").read_text())
     t = summary["tasks"]
-    assert t["mmlu"]["n"] == 12 and t["brackets"]["n"] == 10
-    expected = (3 * t["mmlu"]["accuracy"] + t["brackets"]["accuracy"]) / 4
+    assert t["mmlu:fixture"]["n"] == 12 and t["brackets"]["n"] == 10
+    expected = (3 * t["mmlu:fixture"]["accuracy"] + t["brackets"]["accuracy"]) / 4
     assert abs(summary["aggregate"]["accuracy"] - expected) < 1e-9
     code, _, err = run_cli(
         capsys,
@@ -226,7 +228,7 @@ def test_eval_suite_with_weights_and_compare(capsys, tmp_path):
         "--model",
         "random:llama-tiny",
         "--task",
-        "mmlu",
+        "mmlu:fixture",
         "--n",
         "12",
         "--system",

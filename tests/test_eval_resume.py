@@ -12,7 +12,7 @@ ARGS = [
     "--task",
     "arithmetic",
     "--task",
-    "mmlu",
+    "mmlu:fixture",
     "--task",
     "brackets",
 ]

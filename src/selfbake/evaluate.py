@@ -2,7 +2,9 @@
 ``--compare RUN_A RUN_B``: a paired McNemar test on the items both runs scored.
 
 Procedural tasks draw the requested split from ``tasks.splits`` (the test split
-is frozen by its seed); benchmarks use the first ``n`` items of their file.
+is frozen by its seed); benchmarks use the first ``n`` items of their data, and the
+table and ``summary.json`` say where that data came from (hub id and revision, file
+and sha256, or "(fixture)" for the synthetic test fixtures).
 A suite file weights tasks: ``tasks: [{name: arithmetic, weight: 2, n: 100}, ...]``.
 A killed eval keeps the tasks it finished (``state/task_N.json``): the same
 command with the same ``--out`` scores only the rest.
@@ -118,21 +120,32 @@ def items_for(task: Task, config: EvalConfig, n: int, difficulty: int | None):
     return getattr(split, config.split)
 
 
+def data_source(task: Task) -> dict | None:
+    """Where a benchmark's items came from (None for generated tasks)."""
+    source = getattr(task, "data_source", None)
+    return source.as_dict() if source is not None else None
+
+
 def print_results(
-    console: Console, results: list[TaskResult], weights: dict[str, float], aggregate: dict
+    console: Console,
+    results: list[TaskResult],
+    weights: dict[str, float],
+    aggregate: dict,
+    sources: list[str] | None = None,
 ) -> None:
     table = Table(title="selfbake eval")
-    for column in ("task", "n", "accuracy", "95% CI", "baseline", "other"):
-        table.add_column(column, justify="left" if column in ("task", "other") else "right")
-    for r in results:
+    for column in ("task", "n", "accuracy", "95% CI", "baseline", "other", "data"):
+        table.add_column(column, justify="left" if column in ("task", "other", "data") else "right")
+    for r, source in zip(results, sources or [""] * len(results), strict=True):
         other = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items())
         table.add_row(
-            r.task,
+            r.task + (" (fixture)" if source == "(fixture)" else ""),
             str(r.n),
             f"{r.accuracy:.3f}",
             f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
             f"{r.baseline:.3f}",
             other,
+            source or "generated",
         )
     if len(results) > 1:
         table.add_row(
@@ -141,6 +154,7 @@ def print_results(
             f"{aggregate['accuracy']:.3f}",
             "",
             f"{aggregate['baseline']:.3f}",
+            "",
             "",
         )
     console.print(table)
@@ -253,7 +267,8 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
         "n": sum(r.n for r in results),
         "weights": weights,
     }
-    print_results(console, results, weights, aggregate)
+    labels = [t.data_source.label() if getattr(t, "data_source", None) else "" for t, _ in resolved]
+    print_results(console, results, weights, aggregate, labels)
     run.write_samples(records)
     summary = {
         "command": "eval",
@@ -261,7 +276,10 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
         "system": config.system,
         "split": config.split,
         "seed": config.seed,
-        "tasks": {e.name: r.summary() for (_, e), r in zip(resolved, results, strict=True)},
+        "tasks": {
+            e.name: {**r.summary(), **({"data_source": data_source(t)} if data_source(t) else {})}
+            for (t, e), r in zip(resolved, results, strict=True)
+        },
         "aggregate": aggregate,
     }
     run.finish(summary)
@@ -283,6 +301,19 @@ def read_samples(run_dir: str) -> dict[tuple[str, str], float]:
     return {(r["task"], r["key"]): r["correct"] for r in rows}
 
 
+def source_labels(run_dir: str) -> list[str]:
+    """The benchmark data sources a finished eval run recorded, as short labels."""
+    from selfbake.tasks.benchmark_data import DataSource
+
+    tasks = json.loads((Path(run_dir) / "summary.json").read_text()).get("tasks", {})
+    labels = []
+    for name, entry in tasks.items():
+        source = dict(entry.get("data_source") or {})
+        if source:
+            labels.append(f"{name} {DataSource(source.pop('kind'), source).label()}")
+    return labels
+
+
 def run_compare(run_a: str, run_b: str, console: Console) -> dict:
     a, b = read_samples(run_a), read_samples(run_b)
     shared = sorted(set(a) & set(b))
@@ -291,6 +322,10 @@ def run_compare(run_a: str, run_b: str, console: Console) -> dict:
             f"{run_a} and {run_b} scored no item in common; compare runs on the same tasks, split and seed"
         )
     table = Table(title=f"paired comparison: B = {run_b} vs A = {run_a}")
+    table.caption = "data: " + "; ".join(
+        f"{which} {', '.join(labels) or 'none recorded'}"
+        for which, labels in (("A", source_labels(run_a)), ("B", source_labels(run_b)))
+    )
     for column in ("task", "n paired", "acc A", "acc B", "B - A", "95% CI (bootstrap)", "p (McNemar)"):
         table.add_column(column, justify="left" if column == "task" else "right")
     out = {}

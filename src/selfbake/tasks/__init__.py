@@ -1,8 +1,9 @@
 """Tasks: verifiable problem generators and benchmark loaders, one contract for all.
 
-``get("arithmetic")`` returns a procedural family; ``get("gsm8k")`` a benchmark on its
-bundled fixture and ``get("gsm8k:/data/gsm8k/test.jsonl")`` on a local file in the
-benchmark's public format. ``names()`` lists everything.
+``get("arithmetic")`` returns a procedural family; ``get("gsm8k")`` a benchmark on the
+Hub data set lm-eval uses (local cache first), ``get("gsm8k:/data/gsm8k/test.jsonl")`` on a
+local file in the benchmark's public format and ``get("gsm8k:fixture")`` on its tiny
+synthetic test fixture. ``names()`` lists everything.
 """
 
 from __future__ import annotations
