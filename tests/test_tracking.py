@@ -25,11 +25,22 @@ def test_run_dir_files_and_atomic_summary(tmp_path):
 
 def test_finished_run_is_not_overwritten_silently(tmp_path):
     run = RunDir(tmp_path / "run")
+    run.log(0, loss=1.0)
     run.finish({})
     with pytest.raises(UserError, match="already holds a finished run"):
         RunDir(tmp_path / "run")
     again = RunDir(tmp_path / "run", overwrite=True)
     assert not (again.path / "summary.json").exists()
+    again.log(0, loss=2.0)  # the overwritten run's metrics are not mixed into the new run's
+    lines = (again.path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["loss"] for x in lines] == [2.0]
+
+
+def test_an_unfinished_run_keeps_its_metrics_when_resumed(tmp_path):
+    RunDir(tmp_path / "run").log(0, loss=1.0)
+    RunDir(tmp_path / "run").log(1, loss=0.5)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [0, 1]
 
 
 def test_a_report_of_an_unknown_run_groups_splits_tables_nested_dicts_and_plots_only_curves(tmp_path):

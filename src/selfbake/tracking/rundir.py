@@ -72,6 +72,8 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"run directory {self.path} exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
+        if (self.path / "summary.json").exists():  # overwriting a finished run: its metrics go with it
+            (self.path / "metrics.jsonl").unlink(missing_ok=True)
         (self.path / "summary.json").unlink(missing_ok=True)
         self.reporters = reporters or []
         self.started = time.time()
