@@ -166,5 +166,5 @@ def _calculate(expression: str) -> str:
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError):
-        return f"error: cannot parse '{text[:60]}'"
+        return f"error: cannot parse {text[:60]!r}"
     return format_number(_eval(tree, text))
