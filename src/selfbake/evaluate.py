@@ -219,7 +219,11 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
             markup=False,
         )
     else:
-        console.print(f"run directory: {run.path} (if killed, run again with --out {run.path})", markup=False)
+        console.print(
+            f"run directory: {run.path} (if killed, run again with --out {run.path})",
+            markup=False,
+            soft_wrap=True,
+        )
     results, records = [], []
 
     def answers(task: Task, items: list) -> int:  # progress unit: k per generated item, one per choice item
@@ -284,7 +288,7 @@ def run_eval(config: EvalConfig, console: Console | None = None) -> Path | None:
     }
     run.finish(summary)
     shutil.rmtree(run.path / "state", ignore_errors=True)
-    console.print(f"run directory: {run.path}", markup=False)
+    console.print(f"run directory: {run.path}", markup=False, soft_wrap=True)
     return run.path
 
 

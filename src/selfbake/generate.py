@@ -172,5 +172,5 @@ def run_generate(config: GenerateConfig, console: Console | None = None) -> Path
         "seconds": round(seconds, 3),
     }
     run.finish(summary)
-    console.print(f"run directory: {run.path}", markup=False)
+    console.print(f"run directory: {run.path}", markup=False, soft_wrap=True)
     return run.path

@@ -64,7 +64,11 @@ def open_stage(config: BakeConfig, plans: list[Plan], console) -> BakeRun:
     if resuming:
         console.print(f"resuming the unfinished bake in {run.path} (finished work is kept)", markup=False)
     else:
-        console.print(f"run directory: {run.path} (if killed, run again with --out {run.path})", markup=False)
+        console.print(
+            f"run directory: {run.path} (if killed, run again with --out {run.path})",
+            markup=False,
+            soft_wrap=True,
+        )
     state = BakeState(run.path / "state", run.path / "metrics.jsonl")
     return BakeRun(config, plans, console, run, state, started=time.perf_counter())
 

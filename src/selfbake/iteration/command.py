@@ -163,7 +163,7 @@ def run_iterate(config: IterateConfig) -> dict[str, Any]:
     summary = _summary(config, problems, evals, best, time.perf_counter() - started)
     _print_table(console, evals, samples, best)
     run.finish(summary)
-    console.print(f"run directory: {out}")
+    console.print(f"run directory: {out}", markup=False, soft_wrap=True)
     return summary
 
 
