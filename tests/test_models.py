@@ -214,13 +214,14 @@ def test_corrupt_model_weights_are_a_user_error_naming_the_file(llama, tmp_path,
 def test_corrupt_adapter_weights_are_a_user_error_naming_the_file(baked_run, tmp_path, how):
     import shutil
 
+    from selfbake.baking import load_baked
     from selfbake.errors import WeightsError
     from selfbake.models import load_adapter_stack
 
     run = tmp_path / "run"
     shutil.copytree(baked_run, run, ignore=shutil.ignore_patterns("merged", "checkpoints"))
     _corrupt(run / "adapter" / "adapter_model.safetensors", how)
-    for loader in (load, load_adapter_stack):
+    for loader in (load, load_adapter_stack, load_baked):
         with pytest.raises(WeightsError, match=r"run/adapter/adapter_model\.safetensors"):
             loader(str(run))
 

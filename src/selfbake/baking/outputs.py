@@ -12,12 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
-
 from selfbake.baking.options import BakeConfig
 from selfbake.baking.plan import slug
-from selfbake.models import load
+from selfbake.models import load, load_adapter_stack
 
 
 class CheckpointSaver:
@@ -101,30 +98,12 @@ def write_card(out: Path, config: BakeConfig, layers: list[dict[str, Any]], base
 
 
 def load_baked(path: str | Path, *, merged: bool = False, dtype: str = "float32"):
-    """(model, tokenizer) from a ``selfbake bake`` output: the base with its adapters stacked, or the merged model."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) from a ``selfbake bake`` output: the base with its adapters stacked, or the merged model.
 
-    path = Path(path)
+    The models layer reads the run (``models.load_adapter_stack``): the same adapter names (``default``, or
+    ``layer_N`` for a sequence), the run's seed for a ``random:`` base, and a one-line ``WeightsError`` naming
+    a corrupt file.
+    """
     if merged:
-        model = AutoModelForCausalLM.from_pretrained(path / "merged", dtype=getattr(torch, dtype))
-        return model, AutoTokenizer.from_pretrained(path / "merged")
-    layers = json.loads((path / "adapter" / "layers.json").read_text())
-    base, tokenizer = load(_base_spec(path), dtype=dtype)
-    if len(layers) == 1:
-        return PeftModel.from_pretrained(base, path / "adapter"), tokenizer
-    model = None
-    names = []
-    for i, layer in enumerate(layers, 1):
-        name = f"layer_{i}"
-        names.append(name)
-        if model is None:
-            model = PeftModel.from_pretrained(base, path / "adapter" / layer["dir"], adapter_name=name)
-        else:
-            model.load_adapter(path / "adapter" / layer["dir"], adapter_name=name)
-    model.base_model.set_adapter(names)
-    return model, tokenizer
-
-
-def _base_spec(path: Path) -> str:
-    return yaml.safe_load((path / "config.yaml").read_text())["model"]
+        return load(str(Path(path) / "merged"), dtype=dtype)
+    return load_adapter_stack(path, dtype=dtype)
