@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -438,12 +439,16 @@ def test_bake_help_shows_the_essentials_before_measurement_and_tuning(capsys):
 def test_a_bake_names_its_run_directory_once_explains_its_terms_and_names_its_rates(capsys, tmp_path):
     out = tmp_path / "tiny"
     tiny = ["--n-train", "4", "--n-val", "2", "--max-new-tokens", "16", "--train-batch-size", "2"]
-    code = main(
-        ["bake", "--model", "bundled", "--prompt-file", "bundled:reasoning", "--out", str(out), *tiny]
-        + ["--max-epochs", "1", "--measure-n", "2"]
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(
+            ["bake", "--model", "bundled", "--prompt-file", "bundled:reasoning", "--out", str(out), *tiny]
+            + ["--max-epochs", "1", "--measure-n", "2"]
+        )
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    # no deprecation noise on a user's run (the cache API, peft's is_gradient_checkpointing read)
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
     assert [line for line in captured.out.splitlines() if "run directory:" in line] == [
         f"run directory: {out} (if killed, run again with --out {out})"
     ]

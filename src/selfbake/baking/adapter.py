@@ -16,6 +16,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from selfbake.baking import loss as L
 from selfbake.baking.settings import BakeSettings
 from selfbake.errors import UserError
+from selfbake.models import peft_deprecation_quiet
 
 HIDDEN_NEEDS_FROZEN_HEAD = (
     "--teacher-cache hidden needs a frozen LM head, but the adapter trains it "
@@ -46,7 +47,8 @@ def with_adapter(model, settings: BakeSettings, name: str = "default"):
     )
     torch.manual_seed(settings.seed)
     try:
-        return get_peft_model(model, config, adapter_name=name)
+        with peft_deprecation_quiet():
+            return get_peft_model(model, config, adapter_name=name)
     except ValueError as exc:  # peft's NoMatchingPeftModuleError and friends: a bad --target-modules
         raise UserError(f"--target-modules {targets!r}: {str(exc).splitlines()[0]}") from None
 

@@ -29,7 +29,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import DynamicCache
 
-from selfbake.generation.kvcache import common_prefix_len
+from selfbake.generation.kvcache import cache_keyword, common_prefix_len, returned_cache
 
 
 @dataclass
@@ -105,12 +105,14 @@ def gathered_hidden(model, ids, mask, rows, cols, prefix_len: int = 0) -> torch.
     if not prefix_len:
         out = decoder(input_ids=ids, attention_mask=mask, use_cache=False)
         return out.last_hidden_state[rows, cols]
-    prefix = decoder(input_ids=ids[:1, :prefix_len], use_cache=True).past_key_values
+    prefix = returned_cache(decoder(input_ids=ids[:1, :prefix_len], use_cache=True))
     n = ids.shape[0]
     cache = DynamicCache(
         [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in prefix.layers]
     )
-    out = decoder(input_ids=ids[:, prefix_len:], attention_mask=mask, past_key_values=cache, use_cache=True)
+    out = decoder(
+        input_ids=ids[:, prefix_len:], attention_mask=mask, use_cache=True, **{cache_keyword(decoder): cache}
+    )
     return out.last_hidden_state[rows, cols - prefix_len]
 
 

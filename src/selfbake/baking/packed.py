@@ -24,6 +24,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
 from selfbake.baking.loss import predicting_positions
+from selfbake.generation.kvcache import cache_keyword, returned_cache
 
 ATTENTION = "selfbake_packed"
 _REFUSED = ("softcap", "sliding_window", "s_aux")
@@ -129,13 +130,13 @@ def packed_hidden(decoder, ids, positions, bounds, cols, prefix_ids: list[int]) 
         if prefix_ids:
             prefix = torch.tensor([prefix_ids], device=device)
             run = decoder(input_ids=prefix, use_cache=True, selfbake_segments=(0, len(prefix_ids)))
-            cache = run.past_key_values
+            cache = returned_cache(run)
         out = decoder(
             input_ids=ids.to(device),
             position_ids=positions.to(device),
-            past_key_values=cache,
             use_cache=cache is not None,
             selfbake_segments=bounds,
+            **{cache_keyword(decoder): cache},
         )
     return out.last_hidden_state[0, cols.to(device)]
 

@@ -5,7 +5,7 @@ except ``selfbake.errors``. A run or adapter directory (LoRA layers over a base)
 any model directory (``adapters``).
 """
 
-from selfbake.models.adapters import find_adapters
+from selfbake.models.adapters import find_adapters, peft_deprecation_quiet
 from selfbake.models.chat import default_system_prompt, has_chat_template, render_chat, render_messages
 from selfbake.models.loading import load, load_adapter_stack, resolve_device, resolve_dtype, save
 from selfbake.models.tiny import build_random, build_tokenizer
@@ -18,6 +18,7 @@ __all__ = [
     "has_chat_template",
     "load",
     "load_adapter_stack",
+    "peft_deprecation_quiet",
     "render_chat",
     "render_messages",
     "resolve_device",

@@ -21,7 +21,9 @@ can sample from, evaluate or bake further.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +127,17 @@ def check_safetensors(directory: Path) -> None:
             ) from None
 
 
+@contextlib.contextmanager
+def peft_deprecation_quiet():
+    """Hide the one FutureWarning peft itself causes: peft 0.21.2's ``PeftModel.__init__`` reads transformers'
+    deprecated ``is_gradient_checkpointing``. Nothing of selfbake uses it; every other warning still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
 def load_adapters(stack: AdapterStack, base_model):
     """The PeftModel of ``base_model`` with the stack's layers loaded and all of them active (stacked)."""
-    import warnings
-
     from peft import PeftModel
 
     model = None
@@ -137,12 +146,7 @@ def load_adapters(stack: AdapterStack, base_model):
         check_safetensors(layer)
         name = "default" if len(stack.layers) == 1 else f"layer_{i}"
         try:
-            with warnings.catch_warnings():
-                # peft 0.21.2 (PeftModel.__init__) reads transformers' deprecated is_gradient_checkpointing;
-                # nothing on our side uses it. Only that one message is filtered.
-                warnings.filterwarnings(
-                    "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-                )
+            with peft_deprecation_quiet():
                 if model is None:
                     model = PeftModel.from_pretrained(base_model, str(layer), adapter_name=name)
                 else:
