@@ -135,6 +135,9 @@ class Command:
     run: Callable[[Any], None]
 
 
+# the commands whose models may call run_code (tools, code tasks): they take --unsafe-code
+RUNS_MODEL_CODE = {"generate", "eval", "bake", "iterate", "evolve"}
+
 COMMANDS: dict[str, Command] = {
     "generate": Command(
         "sample answers from a model, optionally calling tools", _generate_config, cmd_generate
@@ -266,18 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
             help=command.help.replace("%", "%%"),
-            description=command.help.replace("%", "%%"),
+            description=command.help,  # argparse %-formats a description only when it holds %(prog)
             epilog="Settings can also come from --config FILE.yaml and key=value overrides (YAML < flags < overrides).",
             allow_abbrev=False,
         )
         p.add_argument("--config", dest="_config_file", metavar="FILE.yaml", help="YAML file of settings")
         p.add_argument("--debug", dest="_debug", action="store_true", help="show full tracebacks")
-        p.add_argument(
-            "--unsafe-code",
-            dest="_unsafe_code",
-            action="store_true",
-            help="run model-written code even where the sandbox cannot isolate it (no user namespaces)",
-        )
+        if name in RUNS_MODEL_CODE:
+            p.add_argument(
+                "--unsafe-code",
+                dest="_unsafe_code",
+                action="store_true",
+                help="run model-written code even where the sandbox cannot isolate it (no user namespaces)",
+            )
         add_config_flags(p, command.config())
     return parser
 
@@ -307,7 +311,7 @@ def run(argv: list[str]) -> None:
         parser.print_help()
         raise UserError("no command given")
     overrides = _split_leftovers(leftovers, parser, args.command)
-    if args._unsafe_code:
+    if getattr(args, "_unsafe_code", False):
         from selfbake.tools.sandbox import allow_unsafe_code
 
         allow_unsafe_code()
