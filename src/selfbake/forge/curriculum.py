@@ -12,7 +12,7 @@ the evaluation splits never appear.
 An optional elementary phase can come first (curriculum learning, Bengio et
 al. 2009): single-digit operations and bignum tool chats only. A fresh model
 learns the facts in a sudden transition after ~130-200 exposures each, which
-the full mix gives only by the end of the budget. Measured (README, recipe
+the full mix gives only by the end of the budget. Measured (docs/results/forge-recipes.md, recipe
 15): the phase lifted the directly asked facts but not the step lines, and
 cost reasoning and bignum; the shipped recipe does not use it.
 """

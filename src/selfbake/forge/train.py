@@ -81,7 +81,7 @@ class ForgeConfig(Config):
         0,
         ge=0,
         description="the first N steps train on single-digit operations and bignum tool chats only "
-        "(elementary skills first; 0 is the shipped recipe; 300 was worse on every hard bar, README)",
+        "(elementary skills first; 0 is the shipped recipe; 300 was worse on every hard bar: docs/results/forge-recipes.md, recipe 15)",
     )
     micro_tokens: int = Field(1536, gt=0, description="padded tokens per micro-batch (by-length batching)")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
